@@ -1,0 +1,30 @@
+# Everything a fresh machine needs: `make demo` (the main job on bundled data) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CI pins the CPU wheel that lies on this machine's disk; users may set TORCH= to keep theirs.
+TORCH ?= torch==2.13.0
+
+.PHONY: venv demo test lint bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: venv
+	$(VENV)/bin/sparseae train --dataset digits --hidden 32,64 --sparsity topk --k 8 \
+		--epochs 20 --batch-size 64 --out runs/demo
+
+test: venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,55 @@
+"""sparseae: train, compare, inspect and apply sparse autoencoders.
+
+>>> import sparseae
+>>> data = sparseae.load_dataset("digits")
+>>> model = sparseae.Autoencoder(d_in=data.d_in, hidden=[32], n_latents=64,
+...                              sparsity="topk", sparsity_params={"k": 8})
+>>> history = sparseae.fit(model, data.train.x, data.val.x, epochs=5)
+>>> sparseae.save(model, "runs/topk"); model = sparseae.load("runs/topk")
+"""
+
+__version__ = "0.1.0"
+
+from .checkpoint import load, read_history, save
+from .config import ModelConfig, TrainConfig
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    SparseAEError,
+    TrainingDivergedError,
+)
+from .model import Autoencoder
+from .sparsity import Sparsity, register_sparsity, sparsity_names
+from .train import Callback, History, Trainer, evaluate, fit
+
+
+def load_dataset(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export
+    """See `sparseae.data.load_dataset` (imported lazily: it pulls in scikit-learn)."""
+    from .data import load_dataset as _load_dataset
+
+    return _load_dataset(*args, **kwargs)
+
+
+__all__ = [
+    "Autoencoder",
+    "Callback",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "History",
+    "ModelConfig",
+    "SparseAEError",
+    "Sparsity",
+    "TrainConfig",
+    "Trainer",
+    "TrainingDivergedError",
+    "evaluate",
+    "fit",
+    "load",
+    "load_dataset",
+    "read_history",
+    "register_sparsity",
+    "save",
+    "sparsity_names",
+]

@@ -1,0 +1,291 @@
+"""Argument types and option groups shared by several sub-commands, so every command spells
+the same setting the same way and rejects bad values with the same clear message."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..backbones import backbone_names
+from ..corruption import corruption_names
+from ..errors import ConfigError
+from ..nn_utils import ACTIVATIONS
+from ..sparsity import sparsity_names
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'100,300' -> (100, 300)."""
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as 100,300, got {text!r}"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as 100,300, got {text!r}"
+        )
+    return values
+
+
+def add_data_options(parser: argparse.ArgumentParser, default: str = "digits") -> None:
+    g = parser.add_argument_group("data")
+    g.add_argument(
+        "--dataset",
+        default=default,
+        help="digits (bundled, no download), mnist, fashion-mnist, kmnist, or a path to a "
+        ".npy/.npz/.csv file (default: %(default)s)",
+    )
+    g.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the IDX .gz files (or a parent with mnist/, fashion-mnist/); "
+        "else $SPARSEAE_DATA, the cache, /usr/share/datasets, then a download",
+    )
+    g.add_argument("--no-download", action="store_true", help="never download data")
+    g.add_argument(
+        "--limit", type=positive_int, default=None, help="use only the first N train/val/test rows"
+    )
+    g.add_argument(
+        "--val-size",
+        type=nonnegative_int,
+        default=None,
+        help="validation rows taken from the start of the training set (mnist-like default "
+        "5000, as document 003)",
+    )
+    g.add_argument("--label-column", default=None, help="CSV column (name or index) holding labels")
+    g.add_argument(
+        "--scale",
+        choices=("unit", "minmax", "standard", "none"),
+        default=None,
+        help="input scaling (default: unit for images, minmax for user arrays)",
+    )
+
+
+def load_data(args: argparse.Namespace) -> Any:
+    from ..data import load_dataset
+
+    label: Any = args.label_column
+    if isinstance(label, str) and label.isdigit():
+        label = int(label)
+    return load_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        val_size=args.val_size,
+        limit=args.limit,
+        scale=args.scale,
+        label_column=label,
+        seed=getattr(args, "seed", 0),
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--backbone", choices=backbone_names(), default="mlp", help="default: mlp")
+    g.add_argument(
+        "--hidden",
+        type=int_list,
+        default=(64, 16),
+        help="encoder layer sizes, the last one being the code (latent) layer; the decoder "
+        "mirrors them. 100,300 = 784-100-300-100-784 (default: 64,16)",
+    )
+    g.add_argument(
+        "--activation",
+        choices=tuple(ACTIVATIONS),
+        default="relu",
+        help="hidden-layer activation (default: relu)",
+    )
+    g.add_argument(
+        "--code-activation",
+        choices=tuple(ACTIVATIONS),
+        default=None,
+        help="activation of the code layer before sparsity (default: sigmoid for kl, "
+        "linear for topk, else the hidden activation)",
+    )
+    g.add_argument(
+        "--output-activation",
+        choices=("sigmoid", "linear"),
+        default=None,
+        help="default: sigmoid for bce or [0,1] data, else linear",
+    )
+    g.add_argument("--tied", action="store_true", help="decoder reuses transposed encoder weights")
+    g.add_argument("--loss", choices=("mse", "bce"), default="mse", help="default: mse")
+    s = parser.add_argument_group("sparsity")
+    s.add_argument("--sparsity", choices=sparsity_names(), default="none", help="default: none")
+    s.add_argument(
+        "--weight",
+        "--beta",
+        dest="weight",
+        type=nonnegative_float,
+        default=None,
+        help="penalty weight (l1 default 1e-3, kl default 0.1); see --penalty-scale",
+    )
+    s.add_argument("--rho", type=float, default=None, help="kl target activation rate in (0, 1)")
+    s.add_argument("--k", type=positive_int, default=None, help="topk: active latents per input")
+    s.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="topk: inference keeps alpha*k latents (Makhzani & Frey; default 1)",
+    )
+    s.add_argument(
+        "--penalty-scale",
+        choices=("sparseae", "keras"),
+        default="sparseae",
+        help="keras: divide the kl weight by the batch size as Keras activity regularizers do, "
+        "so a Keras recipe's weight can be passed unchanged (default: sparseae)",
+    )
+    c = parser.add_argument_group("corruption (denoising)")
+    c.add_argument("--corruption", choices=corruption_names(), default="none", help="default: none")
+    c.add_argument("--noise-sigma", type=nonnegative_float, default=None, help="gaussian sigma")
+    c.add_argument("--corruption-p", type=float, default=None, help="dropout/masking rate")
+
+
+def model_config_from_args(
+    args: argparse.Namespace, d_in: int, input_shape: Any = None, data_scale: str = "unit"
+) -> Any:
+    from ..config import ModelConfig
+
+    *hidden, n_latents = args.hidden
+    code_act = args.code_activation
+    if code_act is None:
+        code_act = {"kl": "sigmoid", "topk": "linear"}.get(args.sparsity, args.activation)
+    bounded = args.loss == "bce" or data_scale in ("unit", "minmax")
+    out_act = args.output_activation or ("sigmoid" if bounded else "linear")
+    params: dict[str, Any] = {}
+    if args.weight is not None:
+        params["weight"] = args.weight
+    if args.rho is not None:
+        params["rho"] = args.rho
+    if args.k is not None:
+        params["k"] = args.k
+    if args.alpha is not None:
+        params["alpha"] = args.alpha
+    if args.sparsity == "kl" and args.penalty_scale == "keras":
+        params["weight"] = params.get("weight", 0.1) / args.batch_size
+    needed = {"l1": {"weight"}, "kl": {"rho", "weight"}, "topk": {"k", "alpha"}}.get(args.sparsity)
+    if needed is not None:
+        stray = set(params) - needed
+        if stray:
+            flags = ", ".join("--" + p for p in sorted(stray))
+            raise ConfigError(f"{flags} does not apply to --sparsity {args.sparsity}")
+    corr: dict[str, Any] = {}
+    if args.noise_sigma is not None:
+        corr["sigma"] = args.noise_sigma
+    if args.corruption_p is not None:
+        corr["p"] = args.corruption_p
+    return ModelConfig(
+        d_in=d_in,
+        n_latents=n_latents,
+        hidden=tuple(hidden),
+        backbone=args.backbone,
+        activation=args.activation,
+        code_activation=code_act,
+        output_activation=out_act,
+        tied=args.tied,
+        loss=args.loss,
+        sparsity=args.sparsity,
+        sparsity_params=params,
+        corruption=args.corruption,
+        corruption_params=corr,
+        input_shape=input_shape,
+    )
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    from ..config import LR_SCHEDULES
+
+    g = parser.add_argument_group("training")
+    g.add_argument("--epochs", type=positive_int, default=10, help="default: 10")
+    g.add_argument("--batch-size", type=positive_int, default=32, help="default: 32")
+    g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (1e-3)")
+    g.add_argument(
+        "--weight-decay",
+        type=nonnegative_float,
+        default=0.0,
+        help="L2 weight decay on weight matrices (default: 0)",
+    )
+    g.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default="constant", help="default: constant"
+    )
+    g.add_argument("--warmup-steps", type=nonnegative_int, default=0, help="lr warm-up steps")
+    g.add_argument("--max-grad-norm", type=positive_float, default=None, help="clip gradients")
+    g.add_argument("--seed", type=nonnegative_int, default=0, help="default: 0")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    g.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def train_config_from_args(args: argparse.Namespace) -> Any:
+    from ..config import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        lr_schedule=args.lr_schedule,
+        warmup_steps=args.warmup_steps,
+        max_grad_norm=args.max_grad_norm,
+        seed=args.seed,
+        device=args.device,
+        num_threads=args.threads,
+    )
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A plain-text table (no extra dependency) for final summaries."""
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}" if abs(v) < 1e4 else f"{v:.0f}"
+        return str(v)
+
+    body = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    sep = "  ".join("-" * w for w in widths)
+    out = [line, sep]
+    out += ["  ".join(v.rjust(w) for v, w in zip(b, widths, strict=True)) for b in body]
+    return "\n".join(out)

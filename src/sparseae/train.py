@@ -1,0 +1,474 @@
+"""One training loop for every model.
+
+Speed comes from doing no Python work per sample: each epoch draws one permutation, gathers
+the shuffled data once into a contiguous tensor and then takes batches as zero-copy slices;
+loss terms are summed as tensors and read once per epoch. Robustness comes from checking
+the loss every step (every few steps on a GPU), restoring the last good weights on NaN/inf,
+and writing checkpoints atomically so a killed run resumes exactly where it stopped.
+
+Any model works that has ``step(x) -> StepOutput`` (loss, named terms, code) and
+``n_latents``; see `sparseae.model.Autoencoder`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint
+from .config import TrainConfig
+from .errors import ConfigError, DataError, TrainingDivergedError
+from .metrics import SparsityStats
+
+TRAINER_STATE_FILE = "trainer_state.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------
+# history and callbacks
+@dataclass
+class History:
+    """Per-epoch records (dicts of floats): ``history["val_recon"]`` is the list over epochs."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        return [r[key] for r in self.records if key in r]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.records[-1] if self.records else {}
+
+
+class Callback:
+    """Override what you need; the trainer only calls per-step hooks that are overridden,
+    so unused hooks cost nothing in the hot loop."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None: ...
+
+    def on_after_backward(self, trainer: Trainer) -> None: ...
+
+    def on_step_end(self, trainer: Trainer, out: Any) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+def _overrides(cb: Callback, name: str) -> bool:
+    return getattr(type(cb), name) is not getattr(Callback, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r} asked for, but no CUDA GPU is visible: use --device cpu"
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+
+
+def as_tensor(x: Any, name: str = "x") -> Tensor:
+    """Accept numpy arrays, tensors and objects with an ``x`` attribute (data.Split)."""
+    if hasattr(x, "x") and not isinstance(x, Tensor | np.ndarray):
+        x = x.x
+    if isinstance(x, Tensor):
+        t = x.detach().float()
+    else:
+        try:
+            arr = np.ascontiguousarray(x, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{name} is not a numeric array ({exc})") from None
+        t = torch.from_numpy(arr)
+    if t.ndim < 2 or t.shape[0] == 0:
+        raise DataError(
+            f"{name} must be a non-empty array of shape (n_samples, ...), got {tuple(t.shape)}"
+        )
+    if not bool(torch.isfinite(t).all()):
+        raise DataError(f"{name} contains NaN or inf values: clean or impute them before training")
+    return t
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+    """Adam with L2 weight decay on weight matrices only (as Keras kernel_regularizer), using
+    the fused kernel where this PyTorch has one for the device (one kernel for all params)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    kwargs = dict(lr=config.lr, betas=config.betas, eps=config.eps)
+    try:
+        return torch.optim.Adam(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(groups, **kwargs)
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based)."""
+    if schedule == "onecycle":
+        warmup = warmup or max(1, int(0.3 * total))
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    progress = min(1.0, max(0.0, progress))
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    raise ConfigError(f"unknown lr schedule {schedule!r}")
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + epoch * 7919 + 1) % (2**63))
+    return g
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    x: Any,
+    *,
+    batch_size: int = 4096,
+    device: str | torch.device | None = None,
+    threshold: float = 0.0,
+) -> dict[str, float]:
+    """Loss terms and code statistics of ``model`` on ``x`` in eval mode (no corruption,
+    inference-time sparsity), averaged over samples."""
+    xt = as_tensor(x)
+    dev = next(model.parameters()).device if device is None else resolve_device(device)
+    was_training = model.training
+    model.eval()
+    sums: dict[str, float] = {}
+    stats = SparsityStats(model.n_latents, threshold, device=dev)
+    try:
+        for start in range(0, xt.shape[0], batch_size):
+            xb = xt[start : start + batch_size].to(dev, non_blocking=True)
+            out = model.step(xb)
+            n = xb.shape[0]
+            sums["loss"] = sums.get("loss", 0.0) + float(out.loss) * n
+            for name, value in out.terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value) * n
+            stats.update(out.code)
+    finally:
+        model.train(was_training)
+    result = {k: v / xt.shape[0] for k, v in sums.items()}
+    result.update(stats.result())
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# the trainer
+class Trainer:
+    """Trains one model; holds the optimizer, history and checkpoint folder.
+
+    ``checkpoint_dir``: after every epoch (and every ``checkpoint_every`` steps if set) the
+    model folder and ``trainer_state.safetensors`` are written there atomically;
+    ``fit(..., resume=True)`` continues from it to the same final weights as an
+    uninterrupted run (same seed, same device).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig | None = None,
+        *,
+        callbacks: Sequence[Callback] = (),
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int | None = None,
+        progress: bool | None = None,
+        log: Any = None,
+    ) -> None:
+        self.model = model
+        self.config = config or TrainConfig()
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.checkpoint_every = checkpoint_every
+        self.progress = progress
+        self.log = log
+        self.device = resolve_device(self.config.device)
+        self.history = History()
+        self.epoch = 0  # epochs completed
+        self.global_step = 0
+        self.step_in_epoch = 0
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.train_seconds = 0.0
+
+    # -- public API ---------------------------------------------------------------------------
+    def fit(self, x_train: Any, x_val: Any = None, *, resume: bool = False) -> History:
+        cfg = self.config
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        x = as_tensor(x_train, "training data")
+        xv = as_tensor(x_val, "validation data") if x_val is not None and len(x_val) else None
+        n = x.shape[0]
+        model = self.model.to(self.device)
+        model.train()
+        self.optimizer = make_optimizer(model, cfg, self.device)
+        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        total_steps = steps_per_epoch * cfg.epochs
+        if resume:
+            self._load_trainer_state()
+        x = x.to(self.device)
+        base_lrs = [cfg.lr for _ in self.optimizer.param_groups]  # not the resumed, scheduled lr
+        check_every = 1 if self.device.type == "cpu" else 50
+        after_backward = [
+            cb.on_after_backward for cb in self.callbacks if _overrides(cb, "on_after_backward")
+        ]
+        step_end = [cb.on_step_end for cb in self.callbacks if _overrides(cb, "on_step_end")]
+        scheduled = cfg.lr_schedule != "constant" or cfg.warmup_steps > 0
+        params = [p for p in model.parameters() if p.requires_grad]
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        opt = self.optimizer
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch
+            for cb in self.callbacks:
+                cb.on_epoch_begin(self, epoch)
+            snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            perm = torch.randperm(n, generator=_epoch_generator(cfg.seed, epoch)).to(self.device)
+            shuffled = x.index_select(0, perm)
+            if self.step_in_epoch == 0:
+                torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+            sums: dict[str, Tensor] = {}
+            bar = self._bar(steps_per_epoch, epoch)
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=self.device)
+            first_step = self.step_in_epoch
+            for step in range(first_step, steps_per_epoch):
+                xb = shuffled[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+                if scheduled:
+                    f = lr_factor(cfg.lr_schedule, self.global_step, total_steps, cfg.warmup_steps)
+                    for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                        g["lr"] = base * f
+                out = model.step(xb)
+                opt.zero_grad(set_to_none=True)
+                out.loss.backward()
+                for hook in after_backward:
+                    hook(self)
+                if cfg.max_grad_norm:
+                    nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                opt.step()
+                self.global_step += 1
+                self.step_in_epoch = step + 1
+                loss_sum += out.loss.detach()
+                for name, value in out.terms.items():
+                    if name in sums:
+                        sums[name] += value.detach()
+                    else:
+                        sums[name] = value.detach().clone()
+                for hook in step_end:
+                    hook(self, out)
+                if (step % check_every == 0 or step == steps_per_epoch - 1) and not bool(
+                    torch.isfinite(out.loss)
+                ):
+                    self._diverged(snapshot, epoch, step)
+                if bar is not None:
+                    bar.update(1)
+                    if step % 100 == 0:
+                        mean = float(loss_sum) / (step + 1 - first_step)
+                        bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+                    if self.step_in_epoch < steps_per_epoch:
+                        self._save_checkpoint(partial=True)
+            seconds = time.perf_counter() - t0
+            self.train_seconds += seconds
+            if bar is not None:
+                bar.close()
+            done = max(1, steps_per_epoch - first_step)  # steps run since (re)start
+            record: dict[str, Any] = {"epoch": epoch + 1, "seconds": seconds}
+            record["loss"] = float(loss_sum) / done
+            if not math.isfinite(record["loss"]):
+                self._diverged(snapshot, epoch, steps_per_epoch - 1)
+            for name, value in sums.items():
+                record[name] = float(value) / done
+            if xv is not None:
+                val = evaluate(model, xv, batch_size=cfg.eval_batch_size, device=self.device)
+                record.update({f"val_{k}": v for k, v in val.items()})
+                model.train()
+            self.epoch = epoch + 1
+            self.step_in_epoch = 0
+            self.history.records.append(record)
+            if self.log is not None:
+                self.log(record)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
+            if self.checkpoint_dir is not None:
+                self._save_checkpoint(partial=False)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        model.eval()
+        return self.history
+
+    # -- internals ----------------------------------------------------------------------------
+    def _bar(self, total: int, epoch: int) -> Any:
+        show = self.progress
+        if show is None:
+            import sys
+
+            show = sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=total,
+            initial=self.step_in_epoch,
+            desc=f"epoch {epoch + 1}/{self.config.epochs}",
+            unit="step",
+            leave=False,
+            mininterval=0.5,
+        )
+
+    def _diverged(self, snapshot: dict[str, Tensor], epoch: int, step: int) -> None:
+        self.model.load_state_dict(snapshot)
+        where = f"epoch {epoch + 1}, step {step + 1}"
+        kept = (
+            f"; the last good checkpoint is kept in {self.checkpoint_dir}"
+            if self.checkpoint_dir is not None and self.epoch > 0
+            else "; the model holds its weights from the start of that epoch"
+        )
+        raise TrainingDivergedError(
+            f"loss became NaN/inf at {where}: lower the learning rate (--lr) or the penalty "
+            f"weight, or set --max-grad-norm{kept}"
+        )
+
+    def _save_checkpoint(self, *, partial: bool) -> None:
+        assert self.checkpoint_dir is not None and self.optimizer is not None
+        folder = self.checkpoint_dir
+        if not partial:
+            checkpoint.save(
+                self.model,
+                folder,
+                history=self.history.records,
+                train_config=self.config.to_dict(),
+            )
+        tensors, meta = optimizer_state_to_tensors(self.optimizer)
+        tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
+        tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        info = {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "step_in_epoch": self.step_in_epoch,
+            "train_seconds": self.train_seconds,
+            "optimizer": meta,
+            "history": self.history.records,
+            "train_config": self.config.to_dict(),
+        }
+        checkpoint.atomic_save_tensors(
+            folder / TRAINER_STATE_FILE, tensors, metadata={"trainer": json.dumps(info)}
+        )
+
+    def _load_trainer_state(self) -> None:
+        if self.checkpoint_dir is None:
+            raise ConfigError("resume needs a checkpoint folder (--out of the interrupted run)")
+        path = self.checkpoint_dir / TRAINER_STATE_FILE
+        if not path.is_file():
+            return  # nothing to resume from: a fresh run
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            info = json.loads(fh.metadata()["trainer"])
+        tensors = checkpoint.load_tensors(path)
+        model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state, strict=True)
+        assert self.optimizer is not None
+        optimizer_state_from_tensors(self.optimizer, tensors, info["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.epoch = int(info["epoch"])
+        self.global_step = int(info["global_step"])
+        self.step_in_epoch = int(info["step_in_epoch"])
+        self.train_seconds = float(info.get("train_seconds", 0.0))
+        self.history = History(list(info["history"]))
+
+
+def optimizer_state_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:
+    """Split an optimizer state dict into tensors (for safetensors) and JSON (the rest)."""
+    sd = opt.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in sd["state"].items():
+        for key, value in pstate.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def optimizer_state_from_tensors(
+    opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]
+) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, values in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(values)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def fit(
+    model: nn.Module,
+    x_train: Any,
+    x_val: Any = None,
+    *,
+    config: TrainConfig | None = None,
+    callbacks: Iterable[Callback] = (),
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+    log: Any = None,
+    **overrides: Any,
+) -> History:
+    """Train ``model`` on ``x_train`` (validating on ``x_val`` each epoch); keyword
+    overrides such as ``epochs=5, batch_size=256, lr=3e-3`` patch the config."""
+    config = (
+        (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
+    )
+    trainer = Trainer(
+        model,
+        config,
+        callbacks=list(callbacks),
+        checkpoint_dir=checkpoint_dir,
+        progress=progress,
+        log=log,
+    )
+    return trainer.fit(x_train, x_val, resume=resume)
