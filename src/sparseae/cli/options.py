@@ -74,7 +74,7 @@ def add_data_options(parser: argparse.ArgumentParser, default: str = "digits") -
         "--dataset",
         default=default,
         help="digits (bundled, no download), mnist, fashion-mnist, kmnist, or a path to a "
-        ".npy/.npz/.csv file (default: %(default)s)",
+        ".npy/.npz/.csv file, or a shard folder (docs/SHARDS.md; streamed) (default: %(default)s)",
     )
     g.add_argument(
         "--data-dir",
@@ -103,6 +103,10 @@ def add_data_options(parser: argparse.ArgumentParser, default: str = "digits") -
 
 
 def load_data(args: argparse.Namespace) -> Any:
+    from ..shards import is_shard_folder, shard_data
+
+    if is_shard_folder(args.dataset):  # streamed from disk by the trainer, never loaded whole
+        return shard_data(args.dataset)
     from ..data import load_dataset
 
     label: Any = args.label_column
