@@ -195,7 +195,9 @@ class ShardDataset:
         self.shard_files = [self.folder / e["file"] for e in entries]
         self.shard_rows = np.array([int(e["rows"]) for e in entries], dtype=np.int64)
         self.extra_files = [e.get("extra", {}) for e in entries]
-        self.shards = [self._open(p, r) for p, r in zip(self.shard_files, self.shard_rows)]
+        self.shards = [
+            self._open(p, r) for p, r in zip(self.shard_files, self.shard_rows, strict=True)
+        ]
         self.n_rows = int(self.shard_rows.sum())
         if self.n_rows != int(index.get("total_rows", self.n_rows)):
             raise DataError(f"{index_path}: total_rows does not match the shards' rows")

@@ -28,7 +28,6 @@ from . import checkpoint, distributed
 from .config import TrainConfig
 from .errors import ConfigError, DataError, TrainingDivergedError
 from .metrics import SparsityStats
-from .sources import epoch_generator as _epoch_generator
 from .sources import make_source
 
 TRAINER_STATE_FILE = "trainer_state.safetensors"
