@@ -220,6 +220,7 @@ class Trainer:
         self.step_in_epoch = 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.train_seconds = 0.0
+        self.resumed_at: int | None = None  # global step a resumed run continued from
 
     # -- public API ---------------------------------------------------------------------------
     def fit(self, x_train: Any, x_val: Any = None, *, resume: bool = False) -> History:
@@ -424,6 +425,7 @@ class Trainer:
         self.step_in_epoch = int(info["step_in_epoch"])
         self.train_seconds = float(info.get("train_seconds", 0.0))
         self.history = History(list(info["history"]))
+        self.resumed_at = self.global_step
 
 
 def optimizer_state_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:

@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     val = data.val.x if len(data.val) else None
     trainer.fit(data.train.x, val, resume=args.resume)
     wall = time.perf_counter() - t0
+    if trainer.resumed_at is not None:
+        print(f"resumed from the checkpoint at step {trainer.resumed_at}")
     summary: dict[str, Any] = {"split": "test"}
     if len(data.test):
         summary.update(evaluate(model, data.test.x, device=trainer.device))
