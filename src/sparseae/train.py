@@ -112,20 +112,21 @@ def as_tensor(x: Any, name: str = "x") -> Tensor:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
-    """Adam with L2 weight decay on weight matrices only (as Keras kernel_regularizer), using
-    the fused kernel where this PyTorch has one for the device (one kernel for all params)."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
+    """Adam with L2 weight decay on weight matrices only (as Keras kernel_regularizer), with
+    the fused kernel called through `LeanAdam` (one param group when there is no decay, so
+    one kernel launch per step)."""
+    from .optim import LeanAdam
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    kwargs = dict(lr=config.lr, betas=config.betas, eps=config.eps)
+    if config.weight_decay == 0:
+        return LeanAdam(params, **kwargs)
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
-    kwargs = dict(lr=config.lr, betas=config.betas, eps=config.eps)
-    try:
-        return torch.optim.Adam(groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(groups, **kwargs)
+    return LeanAdam(groups, **kwargs)
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
