@@ -184,6 +184,8 @@ def image_latent_card(
 def _join_tokens(tokens: Sequence[str], weights: np.ndarray, strongest: int) -> str:
     out = []
     for i, tok in enumerate(tokens):
+        if not tok:  # special tokens have no text (and no activation row)
+            continue
         text = tok[2:] if tok.startswith("##") else (" " + tok if out else tok)
         esc = html.escape(text)
         if i == strongest:
