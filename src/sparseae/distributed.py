@@ -9,6 +9,7 @@ rank 0 writes checkpoints, logs and the final model folder.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -42,6 +43,7 @@ def init_from_env(device: str = "auto") -> tuple[int, int]:
     if use_cuda:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
+    atexit.register(shutdown)
     return rank_and_world()
 
 
