@@ -10,6 +10,7 @@ rank 0 writes checkpoints, logs and the final model folder.
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 from typing import Any
 
@@ -48,8 +49,14 @@ def init_from_env(device: str = "auto") -> tuple[int, int]:
 
 
 def shutdown() -> None:
+    """Leave the process group while the interpreter is fully alive. DDP wrappers sit in
+    reference cycles; if the garbage collector only frees them during interpreter shutdown,
+    gloo's worker threads are torn down then and abort the process ("terminate called without
+    an active exception"), so collect them first."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 class _Step(nn.Module):

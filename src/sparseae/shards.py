@@ -220,17 +220,21 @@ class ShardDataset:
     def __len__(self) -> int:
         return self.n_rows
 
-    def read(self, rows: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    def read(
+        self, rows: np.ndarray, order: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Rows by global id (in the shards' stored order) as one float32 array.
 
         ``order``: shard visiting order of an epoch (permutation of shard ids); global ids then
-        count rows along that order. Only the touched rows of each shard are read.
+        count rows along that order. Only the touched rows of each shard are read, into
+        ``out`` if given ((len(rows), d_in) float32).
         """
         rows = np.asarray(rows, dtype=np.int64)
         sizes = self.shard_rows if order is None else self.shard_rows[order]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
         which = np.searchsorted(offsets, rows, side="right") - 1
-        out = np.empty((rows.shape[0], self.d_in), dtype=np.float32)
+        if out is None:
+            out = np.empty((rows.shape[0], self.d_in), dtype=np.float32)
         for pos in np.unique(which):
             sel = np.nonzero(which == pos)[0]
             shard = int(pos if order is None else order[pos])
@@ -301,9 +305,12 @@ class StreamSource(BatchSource):
             g = epoch_generator(self.seed, epoch, salt=2 + w)
             perm = lo + torch.randperm(hi - lo, generator=g)
             chunks = rank_rows(perm, bs, self.rank, self.world_size)
-            rows = self.data.read(torch.cat(chunks).numpy(), order)
-            self.rows_held = rows.shape[0]
-            window = torch.from_numpy(rows).to(self.device)
+            ids = torch.cat(chunks).numpy()
+            # rows are read straight into a torch-owned buffer (numpy only views it)
+            window = torch.empty((ids.shape[0], self.data.d_in), dtype=torch.float32)
+            self.data.read(ids, order, out=window.numpy())
+            self.rows_held = ids.shape[0]
+            window = window.to(self.device)
             batches = window.split([len(c) for c in chunks])
             skip = start_step - w * per_window if w == first_window else 0
             yield from batches[skip:]
