@@ -86,3 +86,30 @@ def test_two_gloo_processes_match_one_process_and_resume_exactly(tmp_path):
     # killed mid-epoch under DDP and resumed: bit-identical to the uninterrupted DDP run
     for k in make_model().state_dict():
         assert torch.equal(got[f"straight.{k}"], got[f"resumed.{k}"]), k
+
+
+@pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed next to python")
+def test_torchrun_cli_on_a_shard_folder_matches_one_process_and_only_rank0_writes(tmp_path):
+    from sparseae.cli import main
+
+    shard_dir = tmp_path / "shards"
+    write_shards(shard_dir, data(), rows_per_shard=128, metadata={"name": "digits-shards"})
+    args = ["train", "--dataset", str(shard_dir), "--hidden", "32", "--sparsity", "topk",
+            "--k", "6", "--epochs", "2", "--batch-size", "64", "--device", "cpu",
+            "--no-progress", "--threads", "1"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(TORCHRUN), "--nproc_per_node=2", "--standalone", "-m", "sparseae", *args,
+         "--out", str(tmp_path / "ddp")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("epoch   2/2") == 1  # rank 1 prints nothing
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    a = load_file(str(tmp_path / "one" / "model.safetensors"))
+    b = load_file(str(tmp_path / "ddp" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5, msg=k)
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
+        p.name for p in (tmp_path / "one").iterdir()
+    )
