@@ -208,12 +208,13 @@ def model_config_from_args(
         params["alpha"] = args.alpha
     if args.sparsity == "kl" and args.penalty_scale == "keras":
         params["weight"] = params.get("weight", 0.1) / args.batch_size
-    needed = {"l1": {"weight"}, "kl": {"rho", "weight"}, "topk": {"k", "alpha"}}.get(args.sparsity)
-    if needed is not None:
-        stray = set(params) - needed
-        if stray:
-            flags = ", ".join("--" + p for p in sorted(stray))
-            raise ConfigError(f"{flags} does not apply to --sparsity {args.sparsity}")
+    from ..sparsity import sparsity_class
+
+    allowed = set(sparsity_class(args.sparsity).param_names)
+    stray = set(params) - allowed
+    if stray:
+        flags = ", ".join("--" + p for p in sorted(stray))
+        raise ConfigError(f"{flags} does not apply to --sparsity {args.sparsity}")
     corr: dict[str, Any] = {}
     if args.noise_sigma is not None:
         corr["sigma"] = args.noise_sigma
