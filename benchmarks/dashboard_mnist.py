@@ -19,7 +19,6 @@ One command: ``python benchmarks/dashboard_mnist.py`` (``--quick``: fewer rows a
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import sparseae
 from sparseae import dashboard
 from sparseae.activations import extract_activations
 from sparseae.apps.classifier import accuracy, accuracy_with_layer_replaced, train_classifier
+from sparseae.data import find_shared_data_dir, load_dataset
 from sparseae.shards import ShardWriter
 from sparseae.train import Trainer
 
@@ -42,24 +42,7 @@ LAYER = "act2"
 
 def load_mnist(data_dir: str | None) -> tuple[np.ndarray, ...]:
     """(x_train, y_train, x_test, y_test), pixels in [0, 1]; the 55,000/10,000 split."""
-    try:
-        from sparseae.data import find_shared_data_dir, load_dataset
-    except ImportError:  # the data layer not merged yet: read the IDX files directly
-        root = Path(data_dir or Path(__file__).resolve().parents[2] / "shared" / "data") / "mnist"
-
-        def idx(name: str) -> np.ndarray:
-            with gzip.open(root / name) as fh:
-                raw = fh.read()
-            ndim = raw[3]
-            shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-            return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-        xtr = idx("train-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255
-        ytr = idx("train-labels-idx1-ubyte.gz").astype(np.int64)
-        xte = idx("t10k-images-idx3-ubyte.gz").reshape(-1, 784).astype(np.float32) / 255
-        yte = idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
-        return xtr[5000:], ytr[5000:], xte, yte
-    data = load_dataset("mnist", data_dir=data_dir or find_shared_data_dir())
+    data = load_dataset("mnist", data_dir=data_dir or find_shared_data_dir(), download=False)
     return data.train.x, data.train.y, data.test.x, data.test.y
 
 
