@@ -53,3 +53,4 @@ __all__ = [
     "save",
     "sparsity_names",
 ]
+from .sae import SAE, SAEConfig  # noqa: E402
