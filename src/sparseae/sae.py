@@ -65,33 +65,43 @@ class SAEConfig:
 
 
 class _GatherEncode(torch.autograd.Function):
-    """values = pre[rows, cols] of pre = xc @ W_enc + b_enc, with pre given precomputed.
+    """values = pre[rows, cols] of pre = (x - b_dec) @ W_enc + b_enc, pre given precomputed.
 
-    Backward builds the (n_latents, B) sparse gradient and multiplies it by xc: cost nnz*d,
-    where the dense path's x^T @ grad_pre costs B*n*d."""
+    Backward costs nnz*d instead of the dense path's B*n*d: W_enc's gradient is a sparse
+    (n, B) x (B, d) product, and b_dec's is -W_enc @ grad(b_enc) (the batch sum of the
+    input gradient, so no (B, d) input gradient is formed unless x itself needs one)."""
 
     @staticmethod
-    def forward(ctx: Any, xc: Tensor, w_enc: Tensor, b_enc: Tensor, pre: Tensor, rows: Tensor,
-                cols: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(xc, w_enc, rows, cols)
-        ctx.n = w_enc.shape[1]
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, b_dec: Tensor, w_enc: Tensor, b_enc: Tensor, pre: Tensor,
+        rows: Tensor, cols: Tensor,
+    ) -> Tensor:
+        ctx.save_for_backward(x, b_dec, w_enc, rows, cols)
         return pre[rows, cols]
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        xc, w_enc, rows, cols = ctx.saved_tensors
-        n, batch = ctx.n, xc.shape[0]
-        g = g.to(xc.dtype)
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[1]:
-            gt = torch.sparse_coo_tensor(torch.stack([cols, rows]), g, (n, batch), check_invariants=False)
-            grad_w = torch.sparse.mm(gt, xc).t()
+        x, b_dec, w_enc, rows, cols = ctx.saved_tensors
+        n, batch = w_enc.shape[1], x.shape[0]
+        g = g.to(x.dtype)
+        grad_x = grad_bdec = grad_w = grad_b = None
         if ctx.needs_input_grad[2]:
+            gt = torch.sparse_coo_tensor(
+                torch.stack([cols, rows]), g, (n, batch), check_invariants=False
+            )
+            grad_w = torch.sparse.mm(gt, x - b_dec).t()
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
             grad_b = torch.zeros(n, dtype=g.dtype, device=g.device).index_add_(0, cols, g)
+            if ctx.needs_input_grad[1]:
+                grad_bdec = -(w_enc @ grad_b)
+            if not ctx.needs_input_grad[3]:
+                grad_b = None
         if ctx.needs_input_grad[0]:
-            gs = torch.sparse_coo_tensor(torch.stack([rows, cols]), g, (batch, n), check_invariants=False)
-            grad_x = torch.sparse.mm(gs, w_enc.t())
-        return grad_x, grad_w, grad_b, None, None, None
+            grad_x = F.embedding_bag(
+                cols, w_enc.t().contiguous(), _offsets(rows, batch), mode="sum",
+                per_sample_weights=g,
+            )
+        return grad_x, grad_bdec, grad_w, grad_b, None, None, None
 
 
 def _offsets(rows: Tensor, batch: int) -> Tensor:
@@ -166,12 +176,11 @@ class SAE(nn.Module):
 
     def encode_sparse(self, x: Tensor, pre: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(rows, cols, values) of the code; rows ascending. No (B, n) tensor enters autograd."""
-        xc = x - self.b_dec
         if pre is None:
             with torch.no_grad():
-                pre = torch.addmm(self.b_enc, xc, self.W_enc)
+                pre = torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
         rows, cols = self._support(pre)
-        vals = _GatherEncode.apply(xc, self.W_enc, self.b_enc, pre, rows, cols)
+        vals = _GatherEncode.apply(x, self.b_dec, self.W_enc, self.b_enc, pre, rows, cols)
         return rows, cols, torch.relu(vals)
 
     def decode_sparse(self, rows: Tensor, cols: Tensor, vals: Tensor, batch: int) -> Tensor:
@@ -197,9 +206,8 @@ class SAE(nn.Module):
     def step(self, x: Tensor) -> StepOutput:
         c = self.config
         batch = x.shape[0]
-        xc = x - self.b_dec
         with torch.no_grad():
-            pre = torch.addmm(self.b_enc, xc, self.W_enc)
+            pre = torch.addmm(self.b_enc, x - self.b_dec, self.W_enc)
         if self.uses_sparse_path:
             rows, cols, vals = self.encode_sparse(x, pre)
             x_hat = self.decode_sparse(rows, cols, vals, batch)
@@ -218,12 +226,16 @@ class SAE(nn.Module):
         if self.training and c.dead_after:
             self._track(fired_cols, batch)
             if c.aux_k:
-                aux = self._aux_loss(x, xc, pre, x_hat)
+                aux = self._aux_loss(x, pre, x_hat)
                 terms["aux"] = aux
                 loss = loss + c.aux_weight * aux
-        return StepOutput(loss, terms, code.dense() if isinstance(code, _LazyCode) else code)
+        if isinstance(code, _LazyCode):
+            # training: a sparse COO code (cheap, nothing reads it per step); eval: dense,
+            # for the trainer's sparsity statistics
+            code = code.dense() if not self.training else code.coo()
+        return StepOutput(loss, terms, code)
 
-    def _aux_loss(self, x: Tensor, xc: Tensor, pre: Tensor, x_hat: Tensor) -> Tensor:
+    def _aux_loss(self, x: Tensor, pre: Tensor, x_hat: Tensor) -> Tensor:
         """AuxK: the top aux_k dead latents reconstruct the residual (Gao et al. 2024)."""
         dead = self.dead_mask()
         n_dead = int(dead.sum())
@@ -233,7 +245,8 @@ class SAE(nn.Module):
         masked = pre.masked_fill(~dead, float("-inf"))
         cols = masked.topk(k, dim=-1, sorted=False).indices.reshape(-1)
         rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(k)
-        vals = torch.relu(_GatherEncode.apply(xc, self.W_enc, self.b_enc, pre, rows, cols))
+        vals = _GatherEncode.apply(x, self.b_dec, self.W_enc, self.b_enc, pre, rows, cols)
+        vals = torch.relu(vals)
         residual = (x - x_hat).detach()
         e_hat = F.embedding_bag(
             cols, self.W_dec, _offsets(rows, x.shape[0]), mode="sum", per_sample_weights=vals
@@ -258,6 +271,11 @@ class _LazyCode:
 
     def dense(self) -> Tensor:
         return self.model.to_dense(self.rows, self.cols, self.vals.detach(), self.batch)
+
+    def coo(self) -> Tensor:
+        idx = torch.stack([self.rows, self.cols])
+        shape = (self.batch, self.model.n_latents)
+        return torch.sparse_coo_tensor(idx, self.vals.detach(), shape, check_invariants=False)
 
 
 def _build(config: dict[str, Any]) -> SAE:
