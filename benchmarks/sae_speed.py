@@ -56,10 +56,12 @@ def synthetic(n: int, d_in: int, n_true: int, k_true: int, gen: torch.Generator)
     coef = torch.rand(n, k_true, generator=gen) * 2
     x = torch.einsum("nk,nkd->nd", coef, atoms[idx]) if n * k_true * d_in < 2e8 else None
     if x is None:  # chunk to bound memory
-        x = torch.cat([
-            torch.einsum("nk,nkd->nd", coef[i:i + 1024], atoms[idx[i:i + 1024]])
-            for i in range(0, n, 1024)
-        ])
+        x = torch.cat(
+            [
+                torch.einsum("nk,nkd->nd", coef[i : i + 1024], atoms[idx[i : i + 1024]])
+                for i in range(0, n, 1024)
+            ]
+        )
     return x + 0.05 * torch.randn(n, d_in, generator=gen)
 
 
@@ -91,7 +93,7 @@ def run_one(d_in: int, n: int, k: int, batch: int, steps: int, warmup: int) -> d
     losses: dict[str, float] = {}
     n_batches = data.shape[0] // batch
     for it in range(warmup + steps):
-        x = data[(it % n_batches) * batch:(it % n_batches + 1) * batch]
+        x = data[(it % n_batches) * batch : (it % n_batches + 1) * batch]
         for name, (_, loss_fn) in impls.items():
             t0 = time.perf_counter()
             loss = loss_fn(x)
@@ -104,10 +106,16 @@ def run_one(d_in: int, n: int, k: int, batch: int, steps: int, warmup: int) -> d
             losses[name] = float(loss.detach())
     sps = {name: steps * batch / t for name, t in times.items()}
     return {
-        "d_in": d_in, "n_latents": n, "k": k, "batch": batch, "steps": steps,
-        "sparseae_samples_per_s": sps["sparseae"], "dense_samples_per_s": sps["dense"],
+        "d_in": d_in,
+        "n_latents": n,
+        "k": k,
+        "batch": batch,
+        "steps": steps,
+        "sparseae_samples_per_s": sps["sparseae"],
+        "dense_samples_per_s": sps["dense"],
         "speedup": sps["sparseae"] / sps["dense"],
-        "final_loss_sparseae": losses["sparseae"], "final_loss_dense": losses["dense"],
+        "final_loss_sparseae": losses["sparseae"],
+        "final_loss_dense": losses["dense"],
         "peak_rss_mb_process": peak_rss_mb(),
     }
 
@@ -136,8 +144,11 @@ def main() -> None:
             flush=True,
         )
     meta = {
-        "device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.processor() or platform.machine(), "quick": a.quick,
+        "device": "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "quick": a.quick,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "sae_speed_quick" if a.quick else "sae_speed"

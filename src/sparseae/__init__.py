@@ -53,4 +53,5 @@ __all__ = [
     "save",
     "sparsity_names",
 ]
-from .sae import SAE, SAEConfig  # noqa: E402
+from .sae import SAE as SAE  # noqa: E402  (needs the core above)
+from .sae import SAEConfig as SAEConfig

@@ -73,8 +73,14 @@ class _GatherEncode(torch.autograd.Function):
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, x: Tensor, b_dec: Tensor, w_enc: Tensor, b_enc: Tensor, pre: Tensor,
-        rows: Tensor, cols: Tensor,
+        ctx: Any,
+        x: Tensor,
+        b_dec: Tensor,
+        w_enc: Tensor,
+        b_enc: Tensor,
+        pre: Tensor,
+        rows: Tensor,
+        cols: Tensor,
     ) -> Tensor:
         ctx.save_for_backward(x, b_dec, w_enc, rows, cols)
         return pre[rows, cols]
@@ -98,7 +104,10 @@ class _GatherEncode(torch.autograd.Function):
                 grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = F.embedding_bag(
-                cols, w_enc.t().contiguous(), _offsets(rows, batch), mode="sum",
+                cols,
+                w_enc.t().contiguous(),
+                _offsets(rows, batch),
+                mode="sum",
                 per_sample_weights=g,
             )
         return grad_x, grad_bdec, grad_w, grad_b, None, None, None
@@ -224,6 +233,7 @@ class SAE(nn.Module):
         terms = {"recon": recon, "sparsity": penalty}
         loss = recon + penalty
         if self.training and c.dead_after:
+            self.last_batch = x.detach()  # for dead-latent resampling (sae_training)
             self._track(fired_cols, batch)
             if c.aux_k:
                 aux = self._aux_loss(x, pre, x_hat)
