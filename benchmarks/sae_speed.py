@@ -4,8 +4,8 @@ Both learn the same configuration on the same synthetic activations (sparse comb
 a random unit-norm ground-truth dictionary plus noise), in the same process, alternating
 implementations so machine noise hits both. The dense peer is what one writes first: dense
 matmul encode, topk, scatter to a dense code, dense matmul decode, autograd for the rest.
-Both use the same torch.optim.Adam (fused where available). Prints samples/s, the ratio, peak RSS and final
-losses, and writes benchmarks/results/sae_speed.{md,json}.
+Both use the same torch.optim.Adam (fused where available). Prints samples/s, the
+ratio, peak RSS and final losses, and writes benchmarks/results/sae_speed.{md,json}.
 
     .venv/bin/python benchmarks/sae_speed.py            # d_in 768, 16384 and 65536 latents
     .venv/bin/python benchmarks/sae_speed.py --quick    # smoke run, small sizes

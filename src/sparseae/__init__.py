@@ -54,4 +54,4 @@ __all__ = [
     "sparsity_names",
 ]
 from .sae import SAE as SAE  # noqa: E402  (needs the core above)
-from .sae import SAEConfig as SAEConfig
+from .sae import SAEConfig as SAEConfig  # noqa: E402
