@@ -213,3 +213,29 @@ def test_bad_config_errors():
         SAE(d_in=4, n_latents=8, sparsity="batchtopk", sparsity_params={"k": 9})
     with pytest.raises(sparseae.errors.ConfigError, match="bandwidth"):
         make_sparsity("jumprelu", 8, bandwidth=0)
+
+
+def test_train_sae_cli_and_firing_histogram(tmp_path, capsys):
+    import numpy as np
+
+    from sparseae.cli import main
+    from sparseae.metrics import SparsityStats
+    from sparseae.sae_viz import firing_frequency_histogram
+
+    np.save(tmp_path / "acts.npy", _dictionary_data(n=1200).numpy())
+    args = ["train-sae", "--dataset", str(tmp_path / "acts.npy"), "--scale", "none"]
+    args += ["--n-latents", "64", "--sparsity", "batchtopk", "--k", "4", "--normalize"]
+    args += ["--dead-after", "500", "--aux-k", "8", "--epochs", "2", "--batch-size", "64"]
+    args += ["--no-progress", "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "normalized MSE" in out and "FVE" in out and "dead" in out and "dense" in out
+    model = sparseae.load(tmp_path / "run")
+    assert isinstance(model, SAE)
+    assert main(args[:-2] + ["--bandwidth", "0.1", "--out", str(tmp_path / "x")]) == 2
+    assert "does not apply" in capsys.readouterr().err
+    stats = SparsityStats(64)
+    with torch.no_grad():
+        stats.update(model.encode(_dictionary_data(n=300)))
+    png = firing_frequency_histogram(stats.firing_frequency(), tmp_path / "freq.png")
+    assert png.stat().st_size > 1000
