@@ -239,3 +239,19 @@ def test_train_sae_cli_and_firing_histogram(tmp_path, capsys):
         stats.update(model.encode(_dictionary_data(n=300)))
     png = firing_frequency_histogram(stats.firing_frequency(), tmp_path / "freq.png")
     assert png.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("sparsity", ["topk", "jumprelu"])
+def test_bf16_autocast_step_trains_close_to_fp32(sparsity):
+    # the CUDA path's autocast, exercised on CPU (the same code with device_type "cpu")
+    x = _dictionary_data(n=512)
+    params = {"k": 4} if sparsity == "topk" else {"threshold_init": 0.1}
+    losses = []
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model = SAE(d_in=32, n_latents=64, sparsity=sparsity, sparsity_params=params, bf16=bf16)
+        history = sparseae.fit(model, x, epochs=3, batch_size=64, progress=False)
+        assert history["loss"][-1] < history["loss"][0]
+        losses.append(history["loss"][-1])
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert abs(losses[1] - losses[0]) < 0.1 * losses[0], losses

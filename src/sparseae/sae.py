@@ -44,6 +44,7 @@ class SAEConfig:
     aux_k: int = 0  # AuxK: dead latents used to reconstruct the residual (0: off)
     aux_weight: float = 1.0 / 32
     sparse_decode: bool = True  # TopK family: decode through the kept latents only
+    bf16: bool = False  # autocast the step to bfloat16 (meant for CUDA; works on CPU too)
 
     def __post_init__(self) -> None:
         for name in ("d_in", "n_latents"):
@@ -194,7 +195,11 @@ class SAE(nn.Module):
 
     def decode_sparse(self, rows: Tensor, cols: Tensor, vals: Tensor, batch: int) -> Tensor:
         out = F.embedding_bag(
-            cols, self.W_dec, _offsets(rows, batch), mode="sum", per_sample_weights=vals
+            cols,
+            self.W_dec,
+            _offsets(rows, batch),
+            mode="sum",
+            per_sample_weights=vals.to(self.W_dec.dtype),
         )
         return out + self.b_dec
 
@@ -213,6 +218,14 @@ class SAE(nn.Module):
         self.since_fired.add_(batch).masked_fill_(fired, 0)
 
     def step(self, x: Tensor) -> StepOutput:
+        """MSE (+ sparsity penalty, + aux_weight * AuxK when dead latents are tracked)."""
+        if self.config.bf16:
+            with torch.autocast(x.device.type, dtype=torch.bfloat16):
+                out = self._step(x)
+            return StepOutput(out.loss.float(), out.terms, out.code)
+        return self._step(x)
+
+    def _step(self, x: Tensor) -> StepOutput:
         c = self.config
         batch = x.shape[0]
         with torch.no_grad():
@@ -259,7 +272,11 @@ class SAE(nn.Module):
         vals = torch.relu(vals)
         residual = (x - x_hat).detach()
         e_hat = F.embedding_bag(
-            cols, self.W_dec, _offsets(rows, x.shape[0]), mode="sum", per_sample_weights=vals
+            cols,
+            self.W_dec,
+            _offsets(rows, x.shape[0]),
+            mode="sum",
+            per_sample_weights=vals.to(self.W_dec.dtype),
         )
         denom = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
         return (e_hat - residual).pow(2).sum(-1).mean() / denom
