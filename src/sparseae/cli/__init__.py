@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..errors import SparseAEError
 
 #: sub-command modules, in the order ``sparseae --help`` lists them
-COMMANDS = ("train",)
+COMMANDS = ("train", "compare", "ae-vs-sae")
 
 EXIT_USAGE = 2
 
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sparseae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
-        module = importlib.import_module(f".{name}", __name__)
+        module = importlib.import_module(f".{name.replace('-', '_')}", __name__)
         module.add_parser(sub)
     return parser
 
