@@ -17,8 +17,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: venv
-	$(VENV)/bin/sparseae train --dataset digits --hidden 32,64 --sparsity topk --k 8 \
-		--epochs 20 --batch-size 64 --out runs/demo
+	$(VENV)/bin/sparseae compare --dataset digits --out reports/compare
+	@echo "open reports/compare/report.html"
 
 test: venv
 	$(PY) -m pytest -q

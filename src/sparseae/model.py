@@ -112,9 +112,10 @@ class Autoencoder(nn.Module):
         layers = "-".join(str(s) for s in (c.d_in, *c.hidden, c.n_latents, *c.hidden[::-1], c.d_in))
         tied = ", tied decoder weights" if c.tied else ""
         corr = "" if c.corruption == "none" else f"; {self.corruption.describe()}"
+        hidden = f"{c.activation} hidden, " if c.hidden else ""
         return (
-            f"{c.backbone} autoencoder {layers} ({c.activation} hidden, {c.code_activation} code"
-            f"{tied}), {c.loss} loss; sparsity: {self.sparsity.describe()}{corr}"
+            f"{c.backbone} autoencoder {layers} ({hidden}{c.code_activation} code{tied}), "
+            f"{c.loss} loss; sparsity: {self.sparsity.describe()}{corr}"
         )
 
 

@@ -150,6 +150,13 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
     raise ConfigError(f"unknown lr schedule {schedule!r}")
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model lives (models with buffers only, like the sparse-coding learner, too)."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluation
 @torch.no_grad()
@@ -164,7 +171,7 @@ def evaluate(
     """Loss terms and code statistics of ``model`` on ``x`` in eval mode (no corruption,
     inference-time sparsity), averaged over samples."""
     xt = as_tensor(x)
-    dev = next(model.parameters()).device if device is None else resolve_device(device)
+    dev = model_device(model) if device is None else resolve_device(device)
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}

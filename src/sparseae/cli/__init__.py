@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..errors import SparseAEError
 
 #: sub-command modules, in the order ``sparseae --help`` lists them
-COMMANDS = ("train", "train-sae")
+COMMANDS = ("train", "compare", "ae-vs-sae", "encode", "detect", "denoise", "train-sae")
 
 EXIT_USAGE = 2
 

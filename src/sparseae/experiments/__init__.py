@@ -1,0 +1,1 @@
+"""The reference documents' studies as runnable recipes (library functions the CLI calls)."""

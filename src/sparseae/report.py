@@ -1,0 +1,119 @@
+"""Self-contained HTML reports: one file, figures embedded as base64 PNG data URIs, no
+scripts or styles from the network, so it opens offline and can be mailed around.
+
+A tiny inline script marks ``<body data-images-ok="loaded/total">`` once the page has loaded,
+which lets a headless browser (and the test suite) check that every figure really rendered.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import atomic_write_text
+
+_STYLE = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1100px; color: #222; line-height: 1.45; padding: 0 1em; }
+h1 { font-size: 1.6em; border-bottom: 2px solid #446; padding-bottom: .2em; }
+h2 { font-size: 1.25em; margin-top: 1.8em; color: #334; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
+th, td { border: 1px solid #ccd; padding: .3em .7em; text-align: right; }
+th { background: #eef; } td:first-child, th:first-child { text-align: left; }
+figure { margin: 1em 0; } figcaption { font-size: .88em; color: #555; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+.note { color: #555; font-size: .92em; }
+"""
+
+_CHECK_SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = document.images, ok = 0;
+  for (var i = 0; i < imgs.length; i++) { if (imgs[i].complete && imgs[i].naturalWidth > 0) ok++; }
+  document.body.setAttribute('data-images-ok', ok + '/' + imgs.length);
+});
+"""
+
+
+def png_data_uri(source: Any) -> str:
+    """A figure, PNG bytes or a PNG path as a data URI."""
+    if isinstance(source, bytes):
+        data = source
+    elif isinstance(source, str | Path):
+        data = Path(source).read_bytes()
+    else:  # a matplotlib Figure
+        buf = io.BytesIO()
+        source.savefig(buf, format="png", dpi=100, bbox_inches="tight", facecolor="white")
+        data = buf.getvalue()
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    else:
+        text = str(value)
+    return html.escape(text)
+
+
+class Report:
+    """Build a report section by section, then `write` it."""
+
+    def __init__(self, title: str, subtitle: str | None = None) -> None:
+        self.title = title
+        self.parts: list[str] = []
+        if subtitle:
+            self.parts.append(f"<p class='note'>{html.escape(subtitle)}</p>")
+
+    def heading(self, text: str) -> Report:
+        self.parts.append(f"<h2>{html.escape(text)}</h2>")
+        return self
+
+    def paragraph(self, text: str, css_class: str | None = None) -> Report:
+        cls = f" class='{css_class}'" if css_class else ""
+        self.parts.append(f"<p{cls}>{html.escape(text)}</p>")
+        return self
+
+    def figure(self, source: Any, caption: str = "", alt: str | None = None) -> Report:
+        alt_text = html.escape(alt or caption or "figure")
+        cap = f"<figcaption>{html.escape(caption)}</figcaption>" if caption else ""
+        self.parts.append(
+            f"<figure><img src='{png_data_uri(source)}' alt='{alt_text}'>{cap}</figure>"
+        )
+        return self
+
+    def table(
+        self,
+        rows: Sequence[dict[str, Any]],
+        columns: Sequence[str],
+        headers: Sequence[str] | None = None,
+    ) -> Report:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in (headers or columns))
+        body = "".join(
+            "<tr>" + "".join(f"<td>{_cell(r.get(c, ''))}</td>" for c in columns) + "</tr>"
+            for r in rows
+        )
+        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return self
+
+    def raw_html(self, fragment: str) -> Report:
+        """Insert trusted HTML made by sparseae itself (e.g. a latent dashboard's cards)."""
+        self.parts.append(fragment)
+        return self
+
+    def render(self) -> str:
+        return (
+            "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style>"
+            f"<script>{_CHECK_SCRIPT}</script></head><body>"
+            f"<h1>{html.escape(self.title)}</h1>{''.join(self.parts)}"
+            "<p class='note'>Made by sparseae.</p></body></html>"
+        )
+
+    def write(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_text(path, self.render())
+        return path
