@@ -233,4 +233,7 @@ class TopKSparsity(Sparsity):
     def describe(self) -> str:
         extra = f", alpha*k = {self.inference_k} at inference" if self.alpha != 1 else ""
         return f"k-sparse code: the k={self.k} largest of {self.n_latents} latents kept{extra}"
-from . import sparsity_modern as _sparsity_modern  # noqa: E402,F401  (registers batchtopk, jumprelu)
+
+
+# registers batchtopk and jumprelu
+from . import sparsity_modern as _sparsity_modern  # noqa: E402,F401

@@ -120,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
     callbacks: list[Any] = [] if args.free_decoder_norm else [UnitNormDecoder()]
     if args.sparsity_warmup:
         callbacks.append(SparsityWarmup(args.sparsity_warmup))
-    print(f"data   {data.name}: train {len(x_train)}, {data.d_in} features, input scale {scale:.4g}")
+    print(
+        f"data   {data.name}: train {len(x_train)}, {data.d_in} features, input scale {scale:.4g}"
+    )
     print(f"model  {model.describe()}")
     trainer = Trainer(
         model,
