@@ -31,8 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     limit = 10_000 if args.quick else None
     epochs = 3 if args.quick else args.epochs
     data = load_dataset("mnist", data_dir=args.data_dir or find_shared_data_dir(), limit=limit)
-    settings = CompareSettings(hidden=1000, k=25, epochs=epochs, batch_size=128, lr=1e-3,
-                               rho=0.05, kl_weight=0.1, arora_lr=0.05, n_atoms=100)
+    settings = CompareSettings(
+        hidden=1000,
+        k=25,
+        epochs=epochs,
+        batch_size=128,
+        lr=1e-3,
+        rho=0.05,
+        kl_weight=0.1,
+        arora_lr=0.05,
+        n_atoms=100,
+    )
     work = RESULTS / ("compare_mnist_quick" if args.quick else "compare_mnist")
     t0 = time.perf_counter()
     summary = run_compare(data, settings, work, progress=False, log=print)
@@ -40,8 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     # keep only what a reader needs in the repository: the filters, the report, the numbers
     for f in work.glob("reconstructions_*.png"):
         f.unlink()
-    cols = ["method", "test_mse", "l0", "l0_above_0.1", "frac_inactive", "dead_latents",
-            "train_seconds", "parameters"]
+    cols = [
+        "method",
+        "test_mse",
+        "l0",
+        "l0_above_0.1",
+        "frac_inactive",
+        "dead_latents",
+        "train_seconds",
+        "parameters",
+    ]
     table = format_table(summary["results"], cols)
     text = (
         f"# compare on MNIST, 1,000 hidden units\n\nCommand: `python benchmarks/compare_mnist.py"

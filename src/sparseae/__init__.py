@@ -24,6 +24,14 @@ from .sparsity import Sparsity, register_sparsity, sparsity_names
 from .train import Callback, History, Trainer, evaluate, fit
 
 
+def __getattr__(name: str):  # noqa: ANN202 - lazy: scikit-learn loads only when asked
+    if name in ("SparseAutoencoder", "SparseAEDetector"):
+        from . import estimator
+
+        return getattr(estimator, name)
+    raise AttributeError(f"module 'sparseae' has no attribute {name!r}")
+
+
 def load_dataset(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export
     """See `sparseae.data.load_dataset` (imported lazily: it pulls in scikit-learn)."""
     from .data import load_dataset as _load_dataset
@@ -40,6 +48,8 @@ __all__ = [
     "History",
     "ModelConfig",
     "SparseAEError",
+    "SparseAEDetector",
+    "SparseAutoencoder",
     "Sparsity",
     "TrainConfig",
     "Trainer",

@@ -1,0 +1,30 @@
+"""Small helpers shared by the benchmark scripts (results folder, markdown tables)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def md_table(
+    rows: list[dict[str, Any]], columns: list[str], headers: list[str] | None = None
+) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    head = "| " + " | ".join(headers or columns) + " |"
+    sep = "| " + " | ".join("---" for _ in columns) + " |"
+    body = ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join([head, sep, *body])
+
+
+def write_results(name: str, text: str, data: Any, quick: bool) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = name + ("_quick" if quick else "")
+    (RESULTS / f"{stem}.md").write_text(text + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
