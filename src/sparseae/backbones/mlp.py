@@ -71,9 +71,11 @@ class MLPBackbone(Backbone):
         return a
 
     def filters(self) -> Tensor:
-        """The first layer's input-space filters (rows of the first encoder weight), the
-        'learned weights' that document 001 and Ng's notes visualise; for a tied one-layer
-        AE they are also the decoder's dictionary atoms."""
+        """For a one-layer AE the decoder's dictionary atoms (columns of W_dec: what each
+        latent adds to the reconstruction); for a deep one the first encoder layer's
+        input-space filters."""
+        if len(self.enc_weights) == 1:
+            return self.decoder_weight(0).t().detach()
         return self.enc_weights[0].detach()
 
 
