@@ -63,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     text = (
         f"# compare on MNIST, 1,000 hidden units\n\nCommand: `python benchmarks/compare_mnist.py"
         f"{' --quick' if args.quick else ''}`; {len(data.train)} training images, {epochs} "
-        f"epochs, batch 128, Adam 3e-3 (L2 1e-4; KL rho 0.05 weight 0.01; top-k k=25; Arora "
-        f"eta 0.05); "
+        f"epochs, batch {settings.batch_size}, Adam {settings.lr:g} (L2 {settings.weight_decay:g}; "
+        f"KL rho {settings.rho:g} weight {settings.kl_weight:g}; top-k k={settings.k}; Arora "
+        f"eta {settings.arora_lr:g}); "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; whole run {wall:.0f} s."
         f"\n\n```\n{table}\n```\n\nFilters: `{work.name}/filters_*.png`; report: "
         f"`{work.name}/report.html`.\n"
