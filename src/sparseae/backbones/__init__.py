@@ -54,3 +54,5 @@ def make_backbone(config: ModelConfig) -> Backbone:
 
 
 from . import mlp as _mlp  # noqa: E402,F401  (registers "mlp")
+from . import conv as _conv  # noqa: E402,F401  (registers "conv")
+from . import lstm as _lstm  # noqa: E402,F401  (registers "lstm")
