@@ -82,13 +82,15 @@ class LSTMBackbone(Backbone):
             enc_sizes = [*config.hidden, config.n_latents]
         self.head = head
         sizes = [self.features, *enc_sizes]
-        self.encoder = nn.ModuleList(keras_lstm(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.encoder = nn.ModuleList(
+            keras_lstm(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
         if head == "linear":
             w, b = glorot_linear(enc_sizes[-1], config.n_latents)
             self.code_weight, self.code_bias = w, b
         dec_sizes = [config.n_latents, *(config.hidden[::-1] or (config.n_latents,))]
         self.decoder = nn.ModuleList(
-            keras_lstm(a, b) for a, b in zip(dec_sizes[:-1], dec_sizes[1:])
+            keras_lstm(a, b) for a, b in zip(dec_sizes[:-1], dec_sizes[1:], strict=True)
         )
         w, b = glorot_linear(dec_sizes[-1], self.features)
         self.out_weight, self.out_bias = w, b
