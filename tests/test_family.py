@@ -263,3 +263,63 @@ def test_greedy_rejects_non_mlp_backbones() -> None:
     cfg = sparseae.ModelConfig(d_in=64, n_latents=32, backbone="conv", input_shape=(8, 8))
     with pytest.raises(ConfigError, match="stacks mlp layers"):
         shallow_configs(cfg)
+
+
+# -- command line ----------------------------------------------------------------------------
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    from sparseae.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+TRAIN = ("train", "--dataset", "digits", "--epochs", "1", "--no-progress", "--loss", "bce")
+
+
+def test_cli_trains_conv_and_lstm_backbones(tmp_path, capsys) -> None:
+    code, out, err = run_cli(
+        capsys, *TRAIN, "--backbone", "conv", "--conv-channels", "4,8", "--tied",
+        "--sparsity", "l1", "--out", str(tmp_path / "conv"),
+    )  # fmt: skip
+    assert code == 0, err
+    model = sparseae.load(tmp_path / "conv")
+    assert model.config.backbone == "conv" and model.config.tied and model.n_latents == 32
+    assert "conv 4-8" in out
+    code, out, err = run_cli(
+        capsys, *TRAIN, "--backbone", "lstm", "--hidden", "16,8", "--sparsity", "topk",
+        "--k", "3", "--out", str(tmp_path / "lstm"),
+    )  # fmt: skip
+    assert code == 0, err
+    model = sparseae.load(tmp_path / "lstm")
+    assert model.config.backbone == "lstm" and model.config.input_shape == (8, 8)
+
+
+def test_cli_layerwise_pretrains_each_layer_then_fine_tunes(tmp_path, capsys) -> None:
+    code, out, err = run_cli(
+        capsys, *TRAIN, "--hidden", "32,16", "--layerwise", "--layerwise-epochs", "1",
+        "--corruption", "masking", "--corruption-p", "0.2", "--out", str(tmp_path / "lw"),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "layer  1 (64->32) pre-trained" in out and "layer  2 (32->16) pre-trained" in out
+    assert "epoch   1/1" in out
+    assert sparseae.load(tmp_path / "lw").config.hidden == (32,)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (("--conv-channels", "4,8"), "--conv-channels applies to --backbone conv only"),
+        (("--backbone", "conv", "--hidden", "8,4"), "takes at most one --hidden size"),
+        (("--backbone", "conv", "--layerwise"), "stacks mlp layers"),
+        (("--backbone", "lstm", "--lstm-code-head", "linear"), "needs at least one hidden"),
+    ],
+)
+def test_cli_rejects_bad_family_options_in_one_line(tmp_path, capsys, argv, message) -> None:
+    extra = ("--hidden", "8") if "--lstm-code-head" in argv else ()
+    code, _, err = run_cli(capsys, *TRAIN, *argv, *extra, "--out", str(tmp_path / "x"))
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
