@@ -199,7 +199,7 @@ def test_corruption_only_in_training_and_target_stays_clean(
     assert torch.equal(model.step(x).code, model.encode(x))
 
 
-def test_greedy_stack_equals_composed_shallow_encoders() -> None:
+def test_train_layerwise_builds_a_sparse_stack_that_fine_tunes() -> None:
     x, _ = digits(300)
     cfg = sparseae.ModelConfig(
         d_in=64,
@@ -234,7 +234,7 @@ def test_greedy_stack_equals_composed_shallow_encoders() -> None:
     assert evaluate(stacked, x)["recon"] < before
 
 
-def test_greedy_layers_are_what_was_trained() -> None:
+def test_greedy_stack_equals_composed_shallow_encoders() -> None:
     """Each shallow model's own encode, chained, equals the stacked encode (no re-derivation)."""
     from sparseae.greedy import stack
 
