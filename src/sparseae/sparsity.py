@@ -45,6 +45,14 @@ def sparsity_names() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
+def sparsity_class(name: str) -> type[Sparsity]:
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"unknown sparsity {name!r}: choose one of {', '.join(sorted(_REGISTRY))}"
+        )
+    return _REGISTRY[name]
+
+
 def make_sparsity(name: str, n_latents: int, **params: Any) -> Sparsity:
     """Build a mechanism from its name and parameters, with errors a user can act on."""
     if name not in _REGISTRY:

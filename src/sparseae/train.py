@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .config import TrainConfig
 from .errors import ConfigError, DataError, TrainingDivergedError
 from .metrics import SparsityStats
+from .sources import make_source
 
 TRAINER_STATE_FILE = "trainer_state.safetensors"
 
@@ -149,12 +150,6 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
     raise ConfigError(f"unknown lr schedule {schedule!r}")
 
 
-def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed((seed * 1_000_003 + epoch * 7919 + 1) % (2**63))
-    return g
-
-
 # ---------------------------------------------------------------------------------------------
 # evaluation
 @torch.no_grad()
@@ -226,23 +221,31 @@ class Trainer:
         self.step_in_epoch = 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.train_seconds = 0.0
+        self.resumed_at: int | None = None  # global step a resumed run continued from
 
     # -- public API ---------------------------------------------------------------------------
     def fit(self, x_train: Any, x_val: Any = None, *, resume: bool = False) -> History:
         cfg = self.config
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
-        x = as_tensor(x_train, "training data")
+        rank, world = distributed.rank_and_world()
+        source = make_source(
+            x_train,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            device=self.device,
+            rank=rank,
+            world_size=world,
+        )
         xv = as_tensor(x_val, "validation data") if x_val is not None and len(x_val) else None
-        n = x.shape[0]
         model = self.model.to(self.device)
         model.train()
         self.optimizer = make_optimizer(model, cfg, self.device)
-        steps_per_epoch = math.ceil(n / cfg.batch_size)
+        steps_per_epoch = source.steps_per_epoch
         total_steps = steps_per_epoch * cfg.epochs
         if resume:
             self._load_trainer_state()
-        x = x.to(self.device)
+        step_fn = distributed.wrap_step(model, self.device) if world > 1 else model.step
         base_lrs = [cfg.lr for _ in self.optimizer.param_groups]  # not the resumed, scheduled lr
         check_every = 1 if self.device.type == "cpu" else 50
         after_backward = [
@@ -259,22 +262,20 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_epoch_begin(self, epoch)
             snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            perm = torch.randperm(n, generator=_epoch_generator(cfg.seed, epoch)).to(self.device)
-            shuffled = x.index_select(0, perm)
+            batches = source.epoch_batches(epoch, self.step_in_epoch)
             if self.step_in_epoch == 0:
-                torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+                torch.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729 * rank)
             sums: dict[str, Tensor] = {}
             bar = self._bar(steps_per_epoch, epoch)
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=self.device)
             first_step = self.step_in_epoch
-            for step in range(first_step, steps_per_epoch):
-                xb = shuffled[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            for step, xb in zip(range(first_step, steps_per_epoch), batches, strict=True):
                 if scheduled:
                     f = lr_factor(cfg.lr_schedule, self.global_step, total_steps, cfg.warmup_steps)
                     for g, base in zip(opt.param_groups, base_lrs, strict=True):
                         g["lr"] = base * f
-                out = model.step(xb)
+                out = step_fn(xb)
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
                 for hook in after_backward:
@@ -309,6 +310,8 @@ class Trainer:
             if bar is not None:
                 bar.close()
             done = max(1, steps_per_epoch - first_step)  # steps run since (re)start
+            if world > 1:  # log the mean over ranks, as one process would see it
+                loss_sum, sums = distributed.mean_over_ranks(loss_sum, sums)
             record: dict[str, Any] = {"epoch": epoch + 1, "seconds": seconds}
             record["loss"] = float(loss_sum) / done
             if not math.isfinite(record["loss"]):
@@ -322,7 +325,7 @@ class Trainer:
             self.epoch = epoch + 1
             self.step_in_epoch = 0
             self.history.records.append(record)
-            if self.log is not None:
+            if self.log is not None and rank == 0:
                 self.log(record)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, record)
@@ -369,7 +372,7 @@ class Trainer:
     def _save_checkpoint(self, *, partial: bool) -> None:
         assert self.checkpoint_dir is not None and self.optimizer is not None
         folder = self.checkpoint_dir
-        if not partial:
+        if not partial and distributed.is_main_process():
             checkpoint.save(
                 self.model,
                 folder,
@@ -379,6 +382,11 @@ class Trainer:
         tensors, meta = optimizer_state_to_tensors(self.optimizer)
         tensors.update({f"model.{k}": v for k, v in self.model.state_dict().items()})
         tensors["rng.torch"] = torch.get_rng_state()
+        rank, world = distributed.rank_and_world()
+        if world > 1:  # every rank draws its own noise: keep each rank's RNG (collective)
+            tensors.update(distributed.gather_rng_states(tensors["rng.torch"]))
+            if rank != 0:
+                return
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         info = {
@@ -409,7 +417,8 @@ class Trainer:
         self.model.load_state_dict(model_state, strict=True)
         assert self.optimizer is not None
         optimizer_state_from_tensors(self.optimizer, tensors, info["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
+        rank, _ = distributed.rank_and_world()
+        torch.set_rng_state(tensors.get(f"rng.torch.rank{rank}", tensors["rng.torch"]))
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.epoch = int(info["epoch"])
@@ -417,6 +426,7 @@ class Trainer:
         self.step_in_epoch = int(info["step_in_epoch"])
         self.train_seconds = float(info.get("train_seconds", 0.0))
         self.history = History(list(info["history"]))
+        self.resumed_at = self.global_step
 
 
 def optimizer_state_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict]:

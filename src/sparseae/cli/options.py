@@ -74,7 +74,7 @@ def add_data_options(parser: argparse.ArgumentParser, default: str = "digits") -
         "--dataset",
         default=default,
         help="digits (bundled, no download), mnist, fashion-mnist, kmnist, or a path to a "
-        ".npy/.npz/.csv file (default: %(default)s)",
+        ".npy/.npz/.csv file, or a shard folder (docs/SHARDS.md; streamed) (default: %(default)s)",
     )
     g.add_argument(
         "--data-dir",
@@ -103,6 +103,10 @@ def add_data_options(parser: argparse.ArgumentParser, default: str = "digits") -
 
 
 def load_data(args: argparse.Namespace) -> Any:
+    from ..shards import is_shard_folder, shard_data
+
+    if is_shard_folder(args.dataset):  # streamed from disk by the trainer, never loaded whole
+        return shard_data(args.dataset)
     from ..data import load_dataset
 
     label: Any = args.label_column
@@ -223,12 +227,13 @@ def model_config_from_args(
         params["alpha"] = args.alpha
     if args.sparsity == "kl" and args.penalty_scale == "keras":
         params["weight"] = params.get("weight", 0.1) / args.batch_size
-    needed = {"l1": {"weight"}, "kl": {"rho", "weight"}, "topk": {"k", "alpha"}}.get(args.sparsity)
-    if needed is not None:
-        stray = set(params) - needed
-        if stray:
-            flags = ", ".join("--" + p for p in sorted(stray))
-            raise ConfigError(f"{flags} does not apply to --sparsity {args.sparsity}")
+    from ..sparsity import sparsity_class
+
+    allowed = set(sparsity_class(args.sparsity).param_names)
+    stray = set(params) - allowed
+    if stray:
+        flags = ", ".join("--" + p for p in sorted(stray))
+        raise ConfigError(f"{flags} does not apply to --sparsity {args.sparsity}")
     corr: dict[str, Any] = {}
     if args.noise_sigma is not None:
         corr["sigma"] = args.noise_sigma

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,9 +75,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..checkpoint import save
+    from ..distributed import init_from_env, is_main_process
     from ..model import Autoencoder
     from ..train import Trainer, evaluate
 
+    init_from_env(args.device)  # joins torchrun's process group; no-op for one process
+    if not is_main_process():  # rank 0 alone prints and writes
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     data = options.load_data(args)
     train_cfg = options.train_config_from_args(args)
     model_cfg = options.model_config_from_args(
@@ -119,9 +124,13 @@ def run(args: argparse.Namespace) -> int:
     val = data.val.x if len(data.val) else None
     trainer.fit(data.train.x, val, resume=args.resume)
     wall = time.perf_counter() - t0
+    if trainer.resumed_at is not None:
+        print(f"resumed from the checkpoint at step {trainer.resumed_at}")
     summary: dict[str, Any] = {"split": "test"}
     if len(data.test):
         summary.update(evaluate(model, data.test.x, device=trainer.device))
+    if not is_main_process():
+        return 0
     save(
         model,
         out,

@@ -1,0 +1,1 @@
+"""Small end-to-end applications built on sparseae (models to inspect, demos)."""

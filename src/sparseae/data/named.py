@@ -1,0 +1,160 @@
+"""The named datasets: scikit-learn's bundled `digits` and the MNIST-like IDX sets.
+
+MNIST-like sets split as document 003 does: the first 5,000 training images are the
+validation set (a fixed, documented split, so results are comparable across runs and with
+the paper), the remaining 55,000 train, and the 10,000 t10k images are the test set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from . import fetch, idx
+from .core import Dataset, apply_scale, make_split, resolve_count, split_indices
+
+NAMED_DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "kmnist")
+
+DIGIT_NAMES: tuple[str, ...] = tuple(str(i) for i in range(10))
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "digits": DIGIT_NAMES,
+    "mnist": DIGIT_NAMES,
+    "fashion-mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    # Romanised: the hiragana (お き す つ な は ま や れ を) are missing from most plot fonts.
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+}
+
+MNIST_VAL_SIZE = 5000
+
+
+def normalize_name(name: str) -> str:
+    """'Fashion_MNIST' -> 'fashion-mnist', so spelling variants of a name all work."""
+    return name.strip().lower().replace("_", "-")
+
+
+def _finish(
+    name: str,
+    parts: list[tuple[np.ndarray, np.ndarray | None]],
+    divisor: float,
+    scale: str,
+    limit: int | None,
+    image_shape: tuple[int, int],
+) -> Dataset:
+    """Float conversion, scaling (fitted on train) and `limit`, in the cheapest order."""
+    if scale in ("unit", "none") and limit is not None:
+        # Nothing is fitted: cut before converting so a quick test never converts 60k images.
+        parts = [(x[:limit], y[:limit] if y is not None else None) for x, y in parts]
+    xs = [x.astype(np.float32) for x, _ in parts]
+    if scale != "none":
+        for x in xs:
+            x /= np.float32(divisor)
+    train, others = apply_scale(xs[0], xs[1:], scale)
+    splits = [make_split(x, y, limit) for x, (_, y) in zip([train, *others], parts, strict=True)]
+    return Dataset(
+        name=name,
+        train=splits[0],
+        val=splits[1],
+        test=splits[2],
+        image_shape=image_shape,
+        class_names=CLASS_NAMES[name],
+        scale=scale,
+    )
+
+
+def load_digits(
+    *,
+    val_size: int | float | None,
+    test_size: int | float | None,
+    scale: str,
+    limit: int | None,
+    seed: int,
+) -> Dataset:
+    """scikit-learn's 1,797 8x8 digits (bundled, no download); stratified 70/10/20 split."""
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    d = _sk_load_digits()
+    x = np.asarray(d.data, dtype=np.float32)
+    y = np.asarray(d.target, dtype=np.int64)
+    n = len(x)
+    n_val = resolve_count(val_size, n, 0.1, "val_size")
+    n_test = resolve_count(test_size, n, 0.2, "test_size")
+    tr, va, te = split_indices(n, n_val, n_test, y, seed, "digits")
+    parts = [(x[tr], y[tr]), (x[va], y[va]), (x[te], y[te])]
+    return _finish("digits", parts, 16.0, scale, limit, (8, 8))
+
+
+def load_idx_dataset(
+    name: str,
+    *,
+    data_dir: str | Path | None,
+    download: bool,
+    val_size: int | float | None,
+    test_size: int | float | None,
+    scale: str,
+    limit: int | None,
+) -> Dataset:
+    """An MNIST-like set from its four IDX files; the first `val_size` training images are
+    the validation set (default 5,000; 0 keeps all 60,000 for training)."""
+    if test_size is not None:
+        raise ConfigError(
+            f"test_size does not apply to {name}: its test split is the fixed t10k file"
+        )
+    files = fetch.locate(name, data_dir, download)
+    x_tr = idx.load_idx(files["train-images-idx3-ubyte"])
+    y_tr = idx.load_idx(files["train-labels-idx1-ubyte"])
+    x_te = idx.load_idx(files["t10k-images-idx3-ubyte"])
+    y_te = idx.load_idx(files["t10k-labels-idx1-ubyte"])
+    for stem, arr, nd in (
+        ("train-images-idx3-ubyte", x_tr, 3),
+        ("train-labels-idx1-ubyte", y_tr, 1),
+        ("t10k-images-idx3-ubyte", x_te, 3),
+        ("t10k-labels-idx1-ubyte", y_te, 1),
+    ):
+        if arr.ndim != nd or arr.dtype != np.uint8:
+            raise DataError(
+                f"{files[stem]}: expected a {nd}-D unsigned-byte IDX file, got {arr.ndim}-D "
+                f"{arr.dtype}; the file is not the {name} {stem} file"
+            )
+    for img, lab, ik, lk in (
+        (x_tr, y_tr, "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        (x_te, y_te, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    ):
+        if len(img) != len(lab):
+            raise DataError(
+                f"{files[ik]}: {len(img)} images but {files[lk]} has {len(lab)} labels; "
+                "images and labels must have the same length (mixed-up or truncated files)"
+            )
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(
+            f"{files['t10k-images-idx3-ubyte']}: images are {x_te.shape[1:]} but the training "
+            f"images are {x_tr.shape[1:]}; the files come from different datasets"
+        )
+    n = len(x_tr)
+    n_val = resolve_count(val_size, n, MNIST_VAL_SIZE, "val_size")
+    if n_val >= n:
+        raise ConfigError(
+            f"val_size={n_val} leaves no training images: {files['train-images-idx3-ubyte']} "
+            f"holds {n}; use a smaller val_size"
+        )
+    h, w = int(x_tr.shape[1]), int(x_tr.shape[2])
+    flat_tr = x_tr.reshape(n, h * w)
+    flat_te = x_te.reshape(len(x_te), h * w)
+    parts = [
+        (flat_tr[n_val:], y_tr[n_val:]),
+        (flat_tr[:n_val], y_tr[:n_val]),
+        (flat_te, y_te),
+    ]
+    return _finish(name, parts, 255.0, scale, limit, (h, w))
