@@ -49,6 +49,8 @@ class ModelConfig:
         object.__setattr__(self, "hidden", _tuple(self.hidden))
         if self.input_shape is not None:
             object.__setattr__(self, "input_shape", _tuple(self.input_shape))
+        # JSON-canonical (tuples -> lists) so a config equals itself after save/load
+        object.__setattr__(self, "backbone_params", _json_canonical(self.backbone_params))
         for name in ("d_in", "n_latents"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -126,6 +128,15 @@ class TrainConfig:
 
 
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
+
+
+def _json_canonical(params: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(dict(params)))
+    except TypeError as exc:
+        raise ConfigError(
+            f"backbone_params must be JSON values (numbers, lists...): {exc}"
+        ) from None
 
 
 def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:

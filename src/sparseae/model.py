@@ -110,6 +110,9 @@ class Autoencoder(nn.Module):
         """One sentence on what this model is, generated from its configuration."""
         c = self.config
         layers = "-".join(str(s) for s in (c.d_in, *c.hidden, c.n_latents, *c.hidden[::-1], c.d_in))
+        describe_layers = getattr(self.backbone, "describe_layers", None)
+        if describe_layers is not None:  # conv / lstm: their own shape story
+            layers = describe_layers()
         tied = ", tied decoder weights" if c.tied else ""
         corr = "" if c.corruption == "none" else f"; {self.corruption.describe()}"
         hidden = f"{c.activation} hidden, " if c.hidden else ""

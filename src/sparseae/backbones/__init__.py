@@ -53,4 +53,6 @@ def make_backbone(config: ModelConfig) -> Backbone:
     return _REGISTRY[config.backbone](config)
 
 
+from . import conv as _conv  # noqa: E402,F401  (registers "conv")
+from . import lstm as _lstm  # noqa: E402,F401  (registers "lstm")
 from . import mlp as _mlp  # noqa: E402,F401  (registers "mlp")

@@ -130,9 +130,24 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--hidden",
         type=int_list,
-        default=(64, 16),
+        default=None,
         help="encoder layer sizes, the last one being the code (latent) layer; the decoder "
-        "mirrors them. 100,300 = 784-100-300-100-784 (default: 64,16)",
+        "mirrors them. 100,300 = 784-100-300-100-784 (default: 64,16). lstm: LSTM sizes "
+        "(100,30 = document 003). conv: omit for the flattened last feature map as the code, "
+        "or one size N for a linear bottleneck to N latents",
+    )
+    g.add_argument(
+        "--conv-channels",
+        type=int_list,
+        default=None,
+        help="conv backbone: channels of the conv+2x2-pool stages (default: 16,32,64)",
+    )
+    g.add_argument(
+        "--lstm-code-head",
+        choices=("lstm", "linear"),
+        default=None,
+        help="lstm backbone: the code is the last LSTM's state (lstm, default) or a linear "
+        "layer on it (linear: an unbounded pre-activation, for kl/l1 codes)",
     )
     g.add_argument(
         "--activation",
@@ -153,7 +168,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="default: sigmoid for bce or [0,1] data, else linear",
     )
-    g.add_argument("--tied", action="store_true", help="decoder reuses transposed encoder weights")
+    g.add_argument(
+        "--tied",
+        action="store_true",
+        help="decoder reuses transposed encoder weights (mlp, conv)",
+    )
     g.add_argument("--loss", choices=("mse", "bce"), default="mse", help="default: mse")
     s = parser.add_argument_group("sparsity")
     s.add_argument("--sparsity", choices=sparsity_names(), default="none", help="default: none")
@@ -191,7 +210,7 @@ def model_config_from_args(
 ) -> Any:
     from ..config import ModelConfig
 
-    *hidden, n_latents = args.hidden
+    hidden, n_latents, backbone_params = _backbone_shape(args, input_shape)
     code_act = args.code_activation
     if code_act is None:
         code_act = {"kl": "sigmoid", "topk": "linear"}.get(args.sparsity, args.activation)
@@ -235,7 +254,40 @@ def model_config_from_args(
         corruption=args.corruption,
         corruption_params=corr,
         input_shape=input_shape,
+        backbone_params=backbone_params,
     )
+
+
+def _backbone_shape(args: argparse.Namespace, input_shape: Any) -> tuple[tuple, int, dict]:
+    """(hidden, n_latents, backbone_params) from --hidden and the backbone's own flags."""
+    params: dict[str, Any] = {}
+    if args.conv_channels is not None:
+        if args.backbone != "conv":
+            raise ConfigError("--conv-channels applies to --backbone conv only")
+        params["channels"] = args.conv_channels
+    if args.lstm_code_head is not None:
+        if args.backbone != "lstm":
+            raise ConfigError("--lstm-code-head applies to --backbone lstm only")
+        params["code_head"] = args.lstm_code_head
+    if args.backbone == "conv":
+        from ..backbones.conv import DEFAULT_CHANNELS, conv_code_size, image_dims
+
+        if args.hidden is not None and len(args.hidden) > 1:
+            raise ConfigError(
+                "--backbone conv takes at most one --hidden size (a linear bottleneck); "
+                "set the feature maps with --conv-channels"
+            )
+        if args.hidden:
+            return (), args.hidden[0], params
+        if input_shape is None:
+            image_dims(None, 0)  # raises the 'needs image data' error
+        return (
+            (),
+            conv_code_size(tuple(input_shape), params.get("channels", DEFAULT_CHANNELS)),
+            params,
+        )
+    *hidden, n_latents = args.hidden if args.hidden is not None else (64, 16)
+    return tuple(hidden), n_latents, params
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:

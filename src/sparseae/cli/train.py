@@ -21,13 +21,30 @@ def add_parser(sub: Any) -> None:
             "model.safetensors, history.jsonl. Example, document 003's KL sparse AE:\n"
             "  sparseae train --dataset fashion-mnist --hidden 100,300 --activation gelu "
             "--sparsity kl --rho 0.1 --beta 0.05 --penalty-scale keras --loss bce "
-            "--epochs 10 --batch-size 32 --out runs/kl"
+            "--epochs 10 --batch-size 32 --out runs/kl\n"
+            "Convolutional / recurrent / tied / denoising / greedy layer-wise variants:\n"
+            "  --backbone conv [--conv-channels 16,32,64]   (code: the last feature map)\n"
+            "  --backbone lstm --hidden 100,30              (image rows as a sequence)\n"
+            "  --tied   --corruption dropout --corruption-p 0.5   --layerwise"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     options.add_data_options(p)
     options.add_model_options(p)
     options.add_train_options(p)
+    lw = p.add_argument_group("greedy layer-wise pre-training (mlp)")
+    lw.add_argument(
+        "--layerwise",
+        action="store_true",
+        help="first train one shallow AE per --hidden layer on the previous layer's codes, "
+        "stack them, then fine-tune the stack end to end for --epochs",
+    )
+    lw.add_argument(
+        "--layerwise-epochs",
+        type=options.positive_int,
+        default=None,
+        help="epochs per shallow layer (default: --epochs)",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
     out.add_argument(
@@ -71,7 +88,23 @@ def run(args: argparse.Namespace) -> int:
         args, data.d_in, input_shape=data.image_shape, data_scale=data.scale
     )
     torch.manual_seed(args.seed)
-    model = Autoencoder(model_cfg)
+    if args.layerwise:
+        from ..greedy import train_layerwise
+
+        val_x = data.val.x if len(data.val) else None
+        model = train_layerwise(
+            model_cfg,
+            data.train.x,
+            val_x,
+            train_config=train_cfg.replace(epochs=args.layerwise_epochs or train_cfg.epochs),
+            log=lambda r: print(
+                f"layer  {r['layer']} ({r['sizes'][0]}->{r['sizes'][1]}) pre-trained: loss "
+                f"{r['loss']:.4f}" + (f", val {r['val_recon']:.4f}" if "val_recon" in r else ""),
+                flush=True,
+            ),
+        )
+    else:
+        model = Autoencoder(model_cfg)
     n_params = sum(p.numel() for p in model.parameters())
     print(
         f"data   {data.name}: train {len(data.train)}, val {len(data.val)}, "
