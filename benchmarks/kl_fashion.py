@@ -97,8 +97,9 @@ def run_peer(recipe: str, xtr: torch.Tensor, xva: torch.Tensor, epochs: int, see
     return {"sec_per_epoch": sum(times) / len(times), "val_bce": vals[-1], "epochs": epochs}
 
 
-def run_ours(model: sparseae.Autoencoder, xtr, xva, seed: int, **train) -> dict:
-    torch.manual_seed(seed)
+def run_ours(build, xtr, xva, seed: int, **train) -> dict:
+    torch.manual_seed(seed)  # before building: the initial weights depend on it
+    model = build()
     hist = sparseae.fit(model, xtr, xva, seed=seed, progress=False, **train)
     secs = hist["seconds"]
     return {
@@ -124,8 +125,8 @@ def fastest_to_target(xtr, xva, target: float, seed: int, quick: bool) -> list[d
         candidates = candidates[:1]
     rows = []
     for cand in candidates:
-        model = kl_model(keras_kl_weight(0.05, 32))
         torch.manual_seed(seed)
+        model = kl_model(keras_kl_weight(0.05, 32))
         hist = sparseae.fit(model, xtr, xva, seed=seed, progress=False, **cand)
         cum, reached = 0.0, None
         for rec in hist.records:
@@ -192,14 +193,14 @@ def main(argv: list[str] | None = None) -> int:
         ("stacked", "stacked AE 784-100-30", stacked_model, DOC_STACKED_BCE),
     ]
     for key, label, build, doc in recipes:
-        ours = run_ours(build(), xtr, xva, args.seed, epochs=epochs, batch_size=32)
+        ours = run_ours(build, xtr, xva, args.seed, epochs=epochs, batch_size=32)
         print(
             f"  {label}: ours {ours['sec_per_epoch']:.2f} s/epoch, val BCE {ours['val_bce']:.4f}",
             flush=True,
         )
         # same recipe, Adam's learning rate decayed to 0 along a cosine over the 10 epochs
         cosine = run_ours(
-            build(), xtr, xva, args.seed, epochs=epochs, batch_size=32, lr_schedule="cosine"
+            build, xtr, xva, args.seed, epochs=epochs, batch_size=32, lr_schedule="cosine"
         )
         print(f"  {label} + cosine lr: val BCE {cosine['val_bce']:.4f}", flush=True)
         peer = run_peer(key, xtr, xva, peer_epochs, args.seed)
@@ -211,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             "cosine": cosine,
             "peer": peer,
         }
-    trap = run_ours(kl_model(0.05), xtr, xva, args.seed, epochs=epochs, batch_size=32)
+    trap = run_ours(lambda: kl_model(0.05), xtr, xva, args.seed, epochs=epochs, batch_size=32)
     results["trap_undivided_weight"] = trap
     if not args.skip_search:
         results["fastest"] = fastest_to_target(xtr, xva, DOC_KL_BCE, args.seed, args.quick)
