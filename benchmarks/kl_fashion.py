@@ -9,13 +9,15 @@ PyTorch loop of the same model (``DataLoader(TensorDataset, shuffle=True)``, ``n
 ``nn.BCELoss``, ``torch.optim.Adam``), and prints validation BCE next to the document's, seconds
 per epoch and the speed ratio. It also shows the Keras penalty-scale trap (the document's KL
 weight 0.05 used undivided) and searches a few faster settings for the shortest wall time to
-reach the document's validation BCE 0.2691 on the KL model.
+reach the document's validation BCE 0.2691 on the KL model. Keras' own figures on this machine
+come from ``benchmarks/keras_fashion.py`` (run it first where TensorFlow is installed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -102,8 +104,13 @@ def run_ours(build, xtr, xva, seed: int, **train) -> dict:
     model = build()
     hist = sparseae.fit(model, xtr, xva, seed=seed, progress=False, **train)
     secs = hist["seconds"]
+    t0 = time.perf_counter()  # one validation pass, to compare with Keras' s/epoch
+    sparseae.evaluate(model, xva, batch_size=32)
+    val_seconds = time.perf_counter() - t0
     return {
+        "seed": seed,
         "sec_per_epoch": sum(secs) / len(secs),
+        "val_seconds": val_seconds,
         "val_bce": hist["val_recon"][-1],
         "val_bce_curve": hist["val_recon"],
         "val_loss": hist["val_loss"][-1],
@@ -113,42 +120,154 @@ def run_ours(build, xtr, xva, seed: int, **train) -> dict:
     }
 
 
+def time_to_target(run: dict, target: float) -> tuple[int | None, float | None]:
+    """First epoch whose validation BCE reaches ``target`` and the training seconds to it."""
+    cum = 0.0
+    for epoch, (bce, secs) in enumerate(
+        zip(run["val_bce_curve"], run["epoch_seconds"], strict=True), 1
+    ):
+        cum += secs
+        if bce <= target:
+            return epoch, cum
+    return None, None
+
+
+# Settings tried for the shortest time to the document's figure. Higher constant learning
+# rates at batch 32 get there in fewer epochs; larger batches (even with one-cycle schedules)
+# and cosine decay were tried and stop short of 0.2691 within 10 epochs (see the README).
+FAST_CANDIDATES = [
+    dict(batch_size=32, lr=3e-3, lr_schedule="constant", epochs=8),
+    dict(batch_size=32, lr=2e-3, lr_schedule="constant", epochs=9),
+    dict(batch_size=64, lr=3e-3, lr_schedule="constant", epochs=10),
+]
+
+
 def fastest_to_target(xtr, xva, target: float, seed: int, quick: bool) -> list[dict]:
-    """Try a few settings; for each, the cumulative training time at the first epoch whose
-    validation BCE reaches the target (evaluation time excluded, as for Keras' s/epoch)."""
-    candidates = [
-        dict(batch_size=128, lr=3e-3, lr_schedule="onecycle", epochs=6),
-        dict(batch_size=256, lr=4e-3, lr_schedule="onecycle", epochs=8),
-        dict(batch_size=64, lr=2e-3, lr_schedule="onecycle", epochs=5),
-    ]
-    if quick:
-        candidates = candidates[:1]
     rows = []
-    for cand in candidates:
-        torch.manual_seed(seed)
-        model = kl_model(keras_kl_weight(0.05, 32))
-        hist = sparseae.fit(model, xtr, xva, seed=seed, progress=False, **cand)
-        cum, reached = 0.0, None
-        for rec in hist.records:
-            cum += rec["seconds"]
-            if reached is None and rec["val_recon"] <= target:
-                reached = (rec["epoch"], cum)
+    for cand in FAST_CANDIDATES[:1] if quick else FAST_CANDIDATES:
+        run = run_ours(lambda: kl_model(keras_kl_weight(0.05, 32)), xtr, xva, seed, **cand)
+        epoch, seconds = time_to_target(run, target)
         rows.append(
             {
                 **cand,
-                "final_val_bce": hist["val_recon"][-1],
-                "reached_epoch": reached[0] if reached else None,
-                "seconds_to_target": reached[1] if reached else None,
-                "total_train_seconds": cum,
+                "final_val_bce": run["val_bce"],
+                "val_bce_curve": run["val_bce_curve"],
+                "reached_epoch": epoch,
+                "seconds_to_target": seconds,
+                "total_train_seconds": sum(run["epoch_seconds"]),
             }
         )
-        print(
-            f"  fastest search {cand}: final val BCE {rows[-1]['final_val_bce']:.4f}, "
-            f"reached at epoch {rows[-1]['reached_epoch']} after "
-            f"{rows[-1]['seconds_to_target']} s",
-            flush=True,
-        )
+        print(f"  fastest search {cand}: reached at epoch {epoch} after {seconds} s", flush=True)
     return rows
+
+
+def keras_runs(model: str) -> list[dict]:
+    """Runs of the document's Keras code on this machine (benchmarks/keras_fashion.py)."""
+    path = RESULTS / "keras_fashion.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["model"] == model]
+
+
+def mean_std(values: list[float]) -> str:
+    t = torch.tensor(values, dtype=torch.float64)
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{t.mean():.4f} ± {t.std():.4f}"
+
+
+def render(results: dict, quick: bool) -> str:
+    epochs, peer_epochs = results["epochs"], results["peer_epochs"]
+    lines = [
+        "# Document 003 on Fashion-MNIST: KL sparse AE and stacked AE",
+        "",
+        f"Command: `python benchmarks/kl_fashion.py{' --quick' if quick else ''}`; "
+        f"{epochs} epochs, batch 32, Adam 1e-3, BCE, 55,000/5,000 split; torch "
+        f"{results['torch']}, {results['threads']} threads, {results['cpus']} CPUs. Peer: a "
+        f"straightforward PyTorch DataLoader loop of the same model, {peer_epochs} epochs, "
+        "same process. Keras: the document's code run on this machine by "
+        "`benchmarks/keras_fashion.py` (TensorFlow in its own environment), its s/epoch "
+        "including its validation pass as Keras logs it; sparseae's 'incl. val' adds one "
+        "validation pass at batch 32 to compare like with like. 'At or below' compares at the "
+        "document's printed precision (4 decimals).",
+        "",
+        "| recipe | seeds | val BCE (ours) | val BCE (document) | ours at or below | "
+        "val loss (Keras here) | s/epoch ours | s/epoch ours incl. val | s/epoch peer | "
+        "s/epoch Keras | ours vs peer | ours vs Keras |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, rec in results["recipes"].items():
+        runs = rec["ours_runs"]
+        vals = [r["val_bce"] for r in runs]
+        per_seed = ", ".join(f"{v:.4f}" for v in vals)
+        # the document prints 4 decimals, so compare at that precision
+        ok = [round(v, 4) <= rec["doc_val_bce"] for v in vals]
+        verdict = "yes" if all(ok) else ("NO" if not any(ok) else f"{sum(ok)}/{len(ok)} seeds")
+        secs = sum(r["sec_per_epoch"] for r in runs) / len(runs)
+        secs_val = secs + sum(r["val_seconds"] for r in runs) / len(runs)
+        peer = rec["peer"]["sec_per_epoch"]
+        keras = keras_runs(key)
+        k_secs = sum(r["sec_per_epoch"] for r in keras) / len(keras) if keras else None
+        k_vals = ", ".join(f"{r['val_loss'][-1]:.4f}" for r in keras) or "-"
+        lines.append(
+            f"| {rec['label']} | {','.join(str(r['seed']) for r in runs)} | {per_seed} "
+            f"(mean {mean_std(vals)}) | {rec['doc_val_bce']:.4f} | {verdict} | {k_vals} | "
+            f"{secs:.2f} | {secs_val:.2f} | {peer:.2f} | "
+            + (f"{k_secs:.2f}" if k_secs else "-")
+            + f" | {peer / secs:.2f}x | "
+            + (f"{k_secs / secs_val:.2f}x" if k_secs else "-")
+            + " |"
+        )
+        c = rec.get("compiled")
+        if c:
+            c_val = c["sec_per_epoch"] + c["val_seconds"]
+            lines.append(
+                f"| {rec['label']}, `compile=True` (compile time included) | {c['seed']} | "
+                f"{c['val_bce']:.4f} | {rec['doc_val_bce']:.4f} | "
+                f"{'yes' if round(c['val_bce'], 4) <= rec['doc_val_bce'] else 'NO'} | - | "
+                f"{c['sec_per_epoch']:.2f} | {c_val:.2f} | {peer:.2f} | "
+                + (f"{k_secs:.2f}" if k_secs else "-")
+                + f" | {peer / c['sec_per_epoch']:.2f}x | "
+                + (f"{k_secs / c_val:.2f}x" if k_secs else "-")
+                + " |"
+            )
+    kl_run = results["recipes"]["kl"]["ours_runs"][0]
+    trap = results["trap_undivided_weight"]
+    lines += [
+        "",
+        f"Penalty-scale trap: the KL weight 0.05 used undivided (ignoring that Keras divides "
+        f"activity regularisers by the batch size) gives val BCE {trap['val_bce']:.4f} "
+        f"(mean code activation {trap['val_mean_activation']:.3f}) instead of "
+        f"{kl_run['val_bce']:.4f} (seed {kl_run['seed']}).",
+        "",
+        "Val BCE is the reconstruction BCE alone; Keras' val_loss (the document's figure) also "
+        "includes the KL penalty, which for the KL model is about "
+        f"{kl_run['val_loss'] - kl_run['val_bce']:.4f} here (val BCE + penalty = "
+        f"{kl_run['val_loss']:.4f}).",
+    ]
+    epoch, seconds = time_to_target(kl_run, DOC_KL_BCE)
+    if "fastest" in results:
+        lines += [
+            "",
+            f"Shortest training time to val BCE <= {DOC_KL_BCE} on the KL model (evaluation "
+            "excluded; the published recipe, seed "
+            f"{kl_run['seed']}, gets there at epoch {epoch} after "
+            + (f"{seconds:.1f} s)" if seconds else "- s)")
+            + ":",
+            "",
+            "| batch | lr | schedule | epochs | val BCE per epoch | reached at epoch | "
+            "seconds to target |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in results["fastest"]:
+            s = f"{r['seconds_to_target']:.1f}" if r["seconds_to_target"] else "not reached"
+            curve = " ".join(f"{v:.4f}" for v in r["val_bce_curve"])
+            lines.append(
+                f"| {r['batch_size']} | {r['lr']:g} | {r['lr_schedule']} | {r['epochs']} | "
+                f"{curve} | {r['reached_epoch'] or '-'} | {s} |"
+            )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,120 +281,78 @@ def main(argv: list[str] | None = None) -> int:
         help="epochs of the DataLoader peer (its s/epoch is stable; default 3)",
     )
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0,1,2", help="comma list of seeds for sparseae's runs")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--skip-search", action="store_true")
+    ap.add_argument(
+        "--render", action="store_true", help="only rewrite the table from the saved JSON"
+    )
     args = ap.parse_args(argv)
+    suffix = "_quick" if args.quick else ""
+    if args.render:
+        results = json.loads((RESULTS / f"kl_fashion{suffix}.json").read_text())
+        table = render(results, args.quick)
+        (RESULTS / f"kl_fashion{suffix}.md").write_text(table + "\n")
+        print(table)
+        return 0
     if args.threads:
         torch.set_num_threads(args.threads)
     epochs = 2 if args.quick else args.epochs
     peer_epochs = 1 if args.quick else args.peer_epochs
+    seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
     data = load_dataset("fashion-mnist", data_dir=args.data_dir or find_shared_data_dir())
     xtr, xva = torch.from_numpy(data.train.x), torch.from_numpy(data.val.x)
     print(
         f"fashion-mnist: train {len(xtr)}, val {len(xva)}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
-
     results: dict = {
         "epochs": epochs,
         "peer_epochs": peer_epochs,
         "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
         "recipes": {},
     }
     recipes = [
-        (
-            "kl",
-            "KL sparse AE (weight 0.05/32)",
-            lambda: kl_model(keras_kl_weight(0.05, 32)),
-            DOC_KL_BCE,
-        ),
-        ("stacked", "stacked AE 784-100-30", stacked_model, DOC_STACKED_BCE),
+        ("kl", "KL sparse AE (weight 0.05/32)", lambda: kl_model(keras_kl_weight(0.05, 32))),
+        ("stacked", "stacked AE 784-100-30", stacked_model),
     ]
-    for key, label, build, doc in recipes:
-        ours = run_ours(build, xtr, xva, args.seed, epochs=epochs, batch_size=32)
+    doc = {"kl": DOC_KL_BCE, "stacked": DOC_STACKED_BCE}
+    for key, label, build in recipes:
+        runs = []
+        for seed in seeds:
+            runs.append(run_ours(build, xtr, xva, seed, epochs=epochs, batch_size=32))
+            print(
+                f"  {label} seed {seed}: {runs[-1]['sec_per_epoch']:.2f} s/epoch, "
+                f"val BCE {runs[-1]['val_bce']:.4f} (document {doc[key]})",
+                flush=True,
+            )
+        # the same recipe with the training step compiled (opt-in `compile=True`); its first
+        # epoch includes the one-off compile, which the s/epoch below keeps
+        compiled = run_ours(build, xtr, xva, seeds[0], epochs=epochs, batch_size=32, compile=True)
         print(
-            f"  {label}: ours {ours['sec_per_epoch']:.2f} s/epoch, val BCE {ours['val_bce']:.4f}",
+            f"  {label} compiled: {compiled['sec_per_epoch']:.2f} s/epoch (compile included), "
+            f"val BCE {compiled['val_bce']:.4f}",
             flush=True,
         )
-        # same recipe, Adam's learning rate decayed to 0 along a cosine over the 10 epochs
-        cosine = run_ours(
-            build, xtr, xva, args.seed, epochs=epochs, batch_size=32, lr_schedule="cosine"
-        )
-        print(f"  {label} + cosine lr: val BCE {cosine['val_bce']:.4f}", flush=True)
-        peer = run_peer(key, xtr, xva, peer_epochs, args.seed)
+        peer = run_peer(key, xtr, xva, peer_epochs, seeds[0])
         print(f"  {label}: peer {peer['sec_per_epoch']:.2f} s/epoch", flush=True)
         results["recipes"][key] = {
             "label": label,
-            "doc_val_bce": doc,
-            "ours": ours,
-            "cosine": cosine,
+            "doc_val_bce": doc[key],
+            "ours_runs": runs,
+            "compiled": compiled,
             "peer": peer,
         }
-    trap = run_ours(lambda: kl_model(0.05), xtr, xva, args.seed, epochs=epochs, batch_size=32)
+    trap = run_ours(lambda: kl_model(0.05), xtr, xva, seeds[0], epochs=epochs, batch_size=32)
     results["trap_undivided_weight"] = trap
     if not args.skip_search:
-        results["fastest"] = fastest_to_target(xtr, xva, DOC_KL_BCE, args.seed, args.quick)
-
-    lines = [
-        "# Document 003 on Fashion-MNIST: KL sparse AE and stacked AE",
-        "",
-        f"Command: `python benchmarks/kl_fashion.py{' --quick' if args.quick else ''}`; "
-        f"{epochs} epochs, batch 32, Adam 1e-3, BCE, 55,000/5,000 split; torch "
-        f"{torch.__version__}, {torch.get_num_threads()} threads. Peer: a straightforward "
-        f"PyTorch DataLoader loop of the same model, {peer_epochs} epochs, same process.",
-        "",
-        "| recipe | val BCE (ours) | val BCE (document) | reached | s/epoch ours | "
-        "s/epoch peer | speed-up |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for rec in results["recipes"].values():
-        o, p, c = rec["ours"], rec["peer"], rec["cosine"]
-        for name, run in (("as published (constant lr)", o), ("+ cosine lr decay", c)):
-            lines.append(
-                f"| {rec['label']}, {name} | {run['val_bce']:.4f} | {rec['doc_val_bce']:.4f} | "
-                f"{'yes' if run['val_bce'] <= rec['doc_val_bce'] else 'NO'} | "
-                f"{run['sec_per_epoch']:.2f} | {p['sec_per_epoch']:.2f} | "
-                f"{p['sec_per_epoch'] / run['sec_per_epoch']:.2f}x |"
-            )
-    kl_run = results["recipes"]["kl"]["ours"]
-    lines += [
-        "",
-        f"Penalty-scale trap: the KL weight 0.05 used undivided (ignoring that Keras divides "
-        f"activity regularisers by the batch size) gives val BCE {trap['val_bce']:.4f} "
-        f"(mean code activation {trap['val_mean_activation']:.3f}) instead of "
-        f"{results['recipes']['kl']['ours']['val_bce']:.4f}.",
-        "",
-        "Val BCE is the reconstruction BCE alone; Keras' val_loss (the document's figure) also "
-        "includes the KL penalty, which for the KL model is about "
-        f"{kl_run['val_loss'] - kl_run['val_bce']:.4f} here (val BCE + penalty = "
-        f"{kl_run['val_loss']:.4f}).",
-        "",
-        "Keras/TensorFlow reference: about 9 s/epoch for this recipe on machines like this one "
-        "(the document's own log: 6 s/epoch on its machine; `benchmarks/keras_kl_fashion.py` "
-        "times it where TensorFlow is installed); 4x fewer is <= 2.25 s/epoch.",
-    ]
-    if "fastest" in results:
-        lines += [
-            "",
-            "Shortest wall time to val BCE <= 0.2691 on the KL model (training time, "
-            "evaluation excluded):",
-            "",
-            "| batch | lr | schedule | epochs | final val BCE | reached at epoch | "
-            "seconds to target |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in results["fastest"]:
-            s = f"{r['seconds_to_target']:.1f}" if r["seconds_to_target"] else "not reached"
-            lines.append(
-                f"| {r['batch_size']} | {r['lr']:g} | {r['lr_schedule']} | "
-                f"{r['epochs']} | {r['final_val_bce']:.4f} | {r['reached_epoch']} | {s} |"
-            )
-    table = "\n".join(lines)
+        results["fastest"] = fastest_to_target(xtr, xva, DOC_KL_BCE, seeds[0], args.quick)
+    table = render(results, args.quick)
     print()
     print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    suffix = "_quick" if args.quick else ""
     (RESULTS / f"kl_fashion{suffix}.md").write_text(table + "\n")
     (RESULTS / f"kl_fashion{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -181,3 +181,33 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path):
         assert torch.equal(a, b), k
     for (k, a), b in zip(straight.state_dict().items(), first.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+
+
+def test_compiled_step_trains_like_the_eager_one():
+    x, _ = digits(640)
+    runs = {}
+    for compile_ in (False, True):
+        model = _model(sparsity="kl", code_activation="sigmoid", loss="bce")
+        hist = sparseae.fit(
+            model, x, epochs=2, batch_size=32, seed=1, progress=False, compile=compile_
+        )
+        weights = torch.cat([p.detach().flatten() for p in model.parameters()])
+        runs[compile_] = (hist["loss"], weights)
+    # same arithmetic up to kernel fusion's floating-point reordering
+    assert runs[True][0] == pytest.approx(runs[False][0], rel=1e-3)
+    assert torch.allclose(runs[True][1], runs[False][1], atol=1e-4)
+
+
+def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
+    def broken_compile(fn, *args, **kwargs):
+        def raise_(*a, **k):
+            raise RuntimeError("no C++ compiler found")
+
+        return raise_
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    x, _ = digits(320)
+    model = _model()
+    with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
+        hist = sparseae.fit(model, x, epochs=2, batch_size=32, progress=False, compile=True)
+    assert hist["loss"][-1] < hist["loss"][0]

@@ -98,6 +98,10 @@ class TrainConfig:
     num_threads: int | None = None
     max_grad_norm: float | None = None
     eval_batch_size: int = 4096
+    # torch.compile the training step: benchmarks/compile_check.py measured 1.35x on the
+    # small-batch MLP recipes after a one-off compile (pays back after a few thousand
+    # steps) and nothing on the arithmetic-bound SAE step, so it is opt-in
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))

@@ -157,6 +157,36 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def compiled_step(step_fn: Any, *, distributed_run: bool = False) -> Any:
+    """``step_fn`` compiled by torch.compile, falling back to eager (with one warning) where
+    compilation is impossible (no C++ compiler, an unsupported op): a speed option must never
+    cost a run. The traced step has no side effects before it returns, so a failed compile
+    leaves the model as it was."""
+    import warnings
+
+    if distributed_run:
+        warnings.warn("--compile is ignored in distributed runs", stacklevel=3)
+        return step_fn
+    compiled = torch.compile(step_fn)
+    state = {"fn": compiled}
+
+    def step(x: Tensor) -> Any:
+        try:
+            return state["fn"](x)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
+            if state["fn"] is step_fn:
+                raise
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            warnings.warn(
+                f"torch.compile failed ({type(exc).__name__}: {first}); training eagerly",
+                stacklevel=2,
+            )
+            state["fn"] = step_fn
+            return step_fn(x)
+
+    return step
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluation
 @torch.no_grad()
@@ -253,6 +283,8 @@ class Trainer:
         if resume:
             self._load_trainer_state()
         step_fn = distributed.wrap_step(model, self.device) if world > 1 else model.step
+        if cfg.compile:
+            step_fn = compiled_step(step_fn, distributed_run=world > 1)
         base_lrs = [cfg.lr for _ in self.optimizer.param_groups]  # not the resumed, scheduled lr
         check_every = 1 if self.device.type == "cpu" else 50
         after_backward = [

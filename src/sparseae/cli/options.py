@@ -311,6 +311,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=nonnegative_int, default=0, help="default: 0")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     g.add_argument("--threads", type=positive_int, default=None, help="CPU threads for PyTorch")
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step (faster small-batch MLP training after a "
+        "one-off compile of several seconds; needs a C++ compiler, else falls back)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -328,6 +334,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         seed=args.seed,
         device=args.device,
         num_threads=args.threads,
+        compile=args.compile,
     )
 
 
