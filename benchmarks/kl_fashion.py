@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -223,7 +224,9 @@ def render(results: dict, quick: bool) -> str:
         if c:
             c_val = c["sec_per_epoch"] + c["val_seconds"]
             lines.append(
-                f"| {rec['label']}, `compile=True` (compile time included) | {c['seed']} | "
+                f"| {rec['label']}, `compile=True` (compile time included; median epoch "
+                f"{statistics.median(c['epoch_seconds']):.2f} s, first epoch "
+                f"{c['epoch_seconds'][0]:.1f} s) | {c['seed']} | "
                 f"{c['val_bce']:.4f} | {rec['doc_val_bce']:.4f} | "
                 f"{'yes' if round(c['val_bce'], 4) <= rec['doc_val_bce'] else 'NO'} | - | "
                 f"{c['sec_per_epoch']:.2f} | {c_val:.2f} | {peer:.2f} | "
