@@ -1,4 +1,4 @@
-"""Document 003's KL sparse AE and stacked AE in Keras itself, timed on this machine.
+"""Document 003's autoencoders (KL, stacked, dropout, conv, recurrent) in Keras itself, here.
 
 Needs TensorFlow, which is not a sparseae dependency: ``pip install tensorflow-cpu`` in a
 separate environment, then ``python benchmarks/keras_fashion.py --model kl --seed 0``.
@@ -47,24 +47,8 @@ class KLDivergenceRegularizer(keras.regularizers.Regularizer):
         return self.weight * (K.sum(kl(t, m)) + K.sum(kl(1.0 - t, 1.0 - m)))
 
 
-def build(model: str) -> keras.Model:
-    if model == "kl":
-        code = keras.layers.Dense(
-            300, activation="sigmoid", activity_regularizer=KLDivergenceRegularizer(0.05, 0.1)
-        )
-        width = 300
-    else:
-        code = keras.layers.Dense(30, activation="gelu")
-        width = 30
-    enc = keras.models.Sequential(
-        [
-            keras.layers.Input([28, 28]),
-            keras.layers.Flatten(),
-            keras.layers.Dense(100, activation="gelu"),
-            code,
-        ]
-    )
-    dec = keras.models.Sequential(
+def mlp_decoder(width: int) -> keras.Model:
+    return keras.models.Sequential(
         [
             keras.layers.Input([width]),
             keras.layers.Dense(100, activation="gelu"),
@@ -72,6 +56,57 @@ def build(model: str) -> keras.Model:
             keras.layers.Reshape([28, 28]),
         ]
     )
+
+
+def build(model: str) -> keras.Model:
+    """The document's models, layer for layer."""
+    L = keras.layers
+    if model in ("kl", "stacked", "dropout"):
+        front = [L.Input([28, 28]), L.Flatten()]
+        if model == "dropout":
+            front.append(L.Dropout(0.5))
+        if model == "kl":
+            code = L.Dense(
+                300, activation="sigmoid", activity_regularizer=KLDivergenceRegularizer(0.05, 0.1)
+            )
+        else:
+            code = L.Dense(30, activation="gelu")
+        enc = keras.models.Sequential([*front, L.Dense(100, activation="gelu"), code])
+        dec = mlp_decoder(300 if model == "kl" else 30)
+    elif model == "conv":
+        enc = keras.models.Sequential(
+            [
+                L.Input([28, 28]),
+                L.Reshape([28, 28, 1]),
+                L.Conv2D(16, kernel_size=3, padding="same", activation="gelu"),
+                L.MaxPool2D(pool_size=2),
+                L.Conv2D(32, kernel_size=3, padding="same", activation="gelu"),
+                L.MaxPool2D(pool_size=2),
+                L.Conv2D(64, kernel_size=3, padding="same", activation="gelu"),
+                L.MaxPool2D(pool_size=2),
+            ]
+        )
+        dec = keras.models.Sequential(
+            [
+                L.Input([3, 3, 64]),
+                L.Conv2DTranspose(32, 3, strides=2, padding="valid", activation="gelu"),
+                L.Conv2DTranspose(16, 3, strides=2, padding="same", activation="gelu"),
+                L.Conv2DTranspose(1, 3, strides=2, padding="same", activation="sigmoid"),
+                L.Reshape([28, 28]),
+            ]
+        )
+    else:  # recurrent: image rows as a sequence
+        enc = keras.models.Sequential(
+            [L.Input([None, 28]), L.LSTM(100, return_sequences=True), L.LSTM(30)]
+        )
+        dec = keras.models.Sequential(
+            [
+                L.Input([30]),
+                L.RepeatVector(28),
+                L.LSTM(100, return_sequences=True),
+                L.TimeDistributed(L.Dense(28, activation="sigmoid")),
+            ]
+        )
     ae = keras.models.Sequential([enc, dec])
     ae.compile(loss="binary_crossentropy", optimizer=keras.optimizers.Adam())
     return ae
@@ -91,7 +126,9 @@ class EpochTimer(keras.callbacks.Callback):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=("kl", "stacked"), default="kl")
+    ap.add_argument(
+        "--model", choices=("kl", "stacked", "dropout", "conv", "recurrent"), default="kl"
+    )
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     default_data = os.environ.get("SPARSEAE_DATA", str(HERE.parent.parent / "shared" / "data"))
