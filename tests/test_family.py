@@ -84,14 +84,29 @@ def test_document_003_conv_architecture_shapes_and_size() -> None:
     sizes = []
     a = torch.rand(2, 576).reshape(2, 64, 3, 3)
     bb = model.backbone
-    for i, b in enumerate(bb.dec_biases):
-        pad, out_pad = bb.dec_padding[i]
-        a = torch.nn.functional.conv_transpose2d(
-            a, bb.decoder_kernel(i), b, stride=2, padding=pad, output_padding=out_pad
-        )
+    for i in range(len(bb.dec_biases)):
+        a = bb.transposed_conv(i, a)
         sizes.append(tuple(a.shape[1:]))
     assert sizes == [(32, 7, 7), (16, 14, 14), (1, 28, 28)]
     assert model(torch.rand(2, 784)).shape == (2, 784)
+
+
+def test_transposed_convs_align_like_keras_same_padding() -> None:
+    """Keras' Conv2DTranspose(3, strides=2, padding='same') on 7x7 keeps the first 14 rows
+    of the full 15-row output: an impulse at (0, 0) through an all-ones kernel lights the
+    top-left 3x3 block (PyTorch's padding=1 would crop it to 2x2)."""
+    model = sparseae.Autoencoder(
+        d_in=784, n_latents=576, backbone="conv", input_shape=(28, 28), activation="gelu"
+    )
+    bb = model.backbone
+    with torch.no_grad():
+        bb.dec_weights[1].fill_(1.0)
+        bb.dec_biases[1].zero_()
+        a = torch.zeros(1, 32, 7, 7)
+        a[0, 0, 0, 0] = 1.0
+        out = bb.transposed_conv(1, a)[0, 0]
+    assert out.shape == (14, 14)
+    assert torch.equal(out.nonzero(), torch.cartesian_prod(torch.arange(3), torch.arange(3)))
 
 
 def test_document_003_lstm_architecture_size() -> None:

@@ -67,13 +67,17 @@ def conv_code_size(
     return channels[-1] * hs[-1] * ws[-1]
 
 
-def _transpose_padding(size_in: int, size_out: int, kernel: int, stride: int) -> tuple[int, int]:
-    """(padding, output_padding) so ConvTranspose2d maps size_in to exactly size_out: Keras'
-    'valid' (3 -> 7) and 'same' (7 -> 14) with kernel 3, stride 2 are both covered."""
-    for padding in range(kernel):
-        base = (size_in - 1) * stride - 2 * padding + kernel
-        if 0 <= size_out - base < stride:
-            return padding, size_out - base
+def _transpose_crop(size_in: int, size_out: int, kernel: int, stride: int) -> tuple[int, int]:
+    """(crop_before, output_padding) that map size_in to exactly size_out the way Keras /
+    TensorFlow do: the full transposed convolution ((size_in - 1) * stride + kernel) cropped
+    by half the excess before (rounded down) and the rest after. PyTorch's own ``padding``
+    crops symmetrically, which shifts 'same' outputs by one pixel against Keras (7 -> 14:
+    Keras drops the last row, ``padding=1, output_padding=1`` the first)."""
+    full = (size_in - 1) * stride + kernel
+    if full >= size_out:
+        return (full - size_out) // 2, 0
+    if size_out - full < stride:
+        return 0, size_out - full
     raise ConfigError(
         f"no transposed convolution maps size {size_in} to {size_out} with kernel {kernel}, "
         f"stride {stride}: choose fewer conv channels for this image size"
@@ -146,16 +150,16 @@ class ConvBackbone(Backbone):
         self.enc_biases = nn.ParameterList(enc_b)
         # decoder layer i mirrors encoder layer L-1-i: channels[L-1-i] -> chans[L-1-i]
         n = len(channels)
-        dec_w, dec_b, self.dec_padding = [], [], []
+        dec_w, dec_b, self.dec_crop = [], [], []
         for i in range(n):
             j = n - 1 - i
             # ConvTranspose2d weight layout (in, out, k, k) == the Conv twin's (out, in, k, k)
             wt, _ = _glorot_conv(chans[j + 1], chans[j], self.kernel)
             dec_w.append(wt)
             dec_b.append(nn.Parameter(torch.zeros(chans[j])))
-            ph, oph = _transpose_padding(hs[j + 1], hs[j], self.kernel, self.pool)
-            pw, opw = _transpose_padding(ws[j + 1], ws[j], self.kernel, self.pool)
-            self.dec_padding.append(((ph, pw), (oph, opw)))
+            ch, oph = _transpose_crop(hs[j + 1], hs[j], self.kernel, self.pool)
+            cw, opw = _transpose_crop(ws[j + 1], ws[j], self.kernel, self.pool)
+            self.dec_crop.append(((ch, cw), (oph, opw), (hs[j], ws[j])))
         self.dec_weights = None if self.tied else nn.ParameterList(dec_w)
         self.dec_biases = nn.ParameterList(dec_b)
         self.bottleneck = config.n_latents != self.flat
@@ -191,19 +195,23 @@ class ConvBackbone(Backbone):
             a = self.act(F.linear(a, w, self.uncode_bias))
         a = a.reshape(a.shape[0], *self.map_shape)
         last = len(self.dec_biases) - 1
-        for i, b in enumerate(self.dec_biases):
-            padding, out_padding = self.dec_padding[i]
-            a = F.conv_transpose2d(
-                a,
-                self.decoder_kernel(i),
-                b,
-                stride=self.pool,
-                padding=padding,
-                output_padding=out_padding,
-            )
+        for i in range(last + 1):
+            a = self.transposed_conv(i, a)
             if i < last:
                 a = self.act(a)
         return a.reshape(a.shape[0], -1)
+
+    def transposed_conv(self, i: int, a: Tensor) -> Tensor:
+        """Decoder layer ``i`` before its activation, sized and aligned as Keras'."""
+        (ch, cw), out_padding, (h, w) = self.dec_crop[i]
+        a = F.conv_transpose2d(
+            a,
+            self.decoder_kernel(i),
+            self.dec_biases[i],
+            stride=self.pool,
+            output_padding=out_padding,
+        )
+        return a[:, :, ch : ch + h, cw : cw + w]
 
     def describe_layers(self) -> str:
         c, h, w = self.image
