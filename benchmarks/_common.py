@@ -1,4 +1,4 @@
-"""Small helpers shared by the benchmark scripts (results folder, markdown tables)."""
+"""Small helpers shared by the benchmark scripts (results folder, markdown tables, Keras runs)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,13 @@ def write_results(name: str, text: str, data: Any, quick: bool) -> None:
     stem = name + ("_quick" if quick else "")
     (RESULTS / f"{stem}.md").write_text(text + "\n")
     (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=2, default=float) + "\n")
+
+
+def keras_runs(model: str, epochs: int = 10) -> list[dict[str, Any]]:
+    """Runs of document 003's Keras code on this machine, as ``keras_fashion.py`` appends
+    them to ``results/keras_fashion.jsonl`` (empty where TensorFlow was never run)."""
+    path = RESULTS / "keras_fashion.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["model"] == model and r["epochs"] == epochs]

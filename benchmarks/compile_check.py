@@ -15,7 +15,6 @@ sparseae keeps only what wins: compile is not switched on by default unless this
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,9 +29,8 @@ from sparseae.sparsity import keras_kl_weight
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from _common import write_results  # noqa: E402
 from kl_fashion import kl_model  # noqa: E402
-
-RESULTS = HERE / "results"
 
 
 def workloads() -> dict:
@@ -129,9 +127,7 @@ def main() -> int:
         )
     table = "\n".join(lines)
     print(table)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "compile_check.md").write_text(table + "\n")
-    (RESULTS / "compile_check.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_results("compile_check", table, rows, quick=False)
     return 0
 
 

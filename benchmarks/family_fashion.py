@@ -35,7 +35,9 @@ from torch.nn import functional as F
 
 import sparseae
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, keras_runs  # noqa: E402
+
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DOC_BCE = {
     "stacked": 0.2746,
@@ -248,13 +250,15 @@ def run_ours(
     }
 
 
-def keras_runs(model: str) -> list[dict]:
-    """The document's Keras code run on this machine (benchmarks/keras_fashion.py)."""
-    path = RESULTS / "keras_fashion.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["model"] == model and r["epochs"] == 10]
+def seed_cells(runs: list[dict], doc: float, keras: str) -> list[str]:
+    """epochs, val BCE per seed, document, verdict, Keras, mean s/epoch: one recipe's runs."""
+    vals = ", ".join(
+        f"{r['val_bce']:.4f}" + (f" (seed {r['seed']})" if len(runs) > 1 else "") for r in runs
+    )
+    passed = [round(r["val_bce"], 4) <= doc for r in runs]  # the document prints 4 decimals
+    verdict = "yes" if all(passed) else ("NO" if not any(passed) else "some seeds")
+    secs = sum(r["sec_per_epoch"] for r in runs) / len(runs)
+    return [str(runs[0]["epochs"]), vals, f"{doc:.4f}", verdict, keras, f"{secs:.2f}"]
 
 
 def render(results: dict) -> str:
@@ -276,20 +280,12 @@ def render(results: dict) -> str:
         rec = results["recipes"].get(key)
         if not rec:
             continue
-        o, p = rec.get("ours"), rec.get("peer")
+        p = rec.get("peer")
         doc = DOC_BCE[key]
         runs = sorted(rec.get("ours_runs", {}).values(), key=lambda r: r["seed"])
         if runs:
-            vals = ", ".join(
-                f"{r['val_bce']:.4f}" + (f" (seed {r['seed']})" if len(runs) > 1 else "")
-                for r in runs
-            )
-            passed = [round(r["val_bce"], 4) <= doc for r in runs]
-            verdict = "yes" if all(passed) else ("NO" if not any(passed) else "some seeds")
-            secs = sum(r["sec_per_epoch"] for r in runs) / len(runs)
             keras = ", ".join(f"{r['val_loss'][-1]:.4f}" for r in keras_runs(key)) or "-"
-            ours_cells = [str(o["epochs"]), vals, f"{doc:.4f}", verdict, keras, f"{secs:.2f}"]
-            o = {"sec_per_epoch": secs}
+            ours_cells = seed_cells(runs, doc, keras)
         else:
             ours_cells = ["-", "-", f"{doc:.4f}", "-", "-", "-"]
         t = rec.get("ours_timed")
@@ -302,17 +298,8 @@ def render(results: dict) -> str:
         lines.append(f"| {LABELS[key]} | " + " | ".join(ours_cells + peer_cells + [ratio]) + " |")
         cos = sorted(rec.get("cosine_runs", {}).values(), key=lambda r: r["seed"])
         if cos:
-            vals = ", ".join(
-                f"{r['val_bce']:.4f}" + (f" (seed {r['seed']})" if len(cos) > 1 else "")
-                for r in cos
-            )
-            ok = [round(r["val_bce"], 4) <= doc for r in cos]
-            verdict = "yes" if all(ok) else ("NO" if not any(ok) else "some seeds")
-            secs = sum(r["sec_per_epoch"] for r in cos) / len(cos)
-            cells = [str(cos[0]["epochs"]), vals, f"{doc:.4f}", verdict, "-", f"{secs:.2f}"]
-            lines.append(
-                f"| {LABELS[key]}, cosine lr decay | " + " | ".join(cells + ["-"] * 4) + " |"
-            )
+            cells = seed_cells(cos, doc, "-") + ["-"] * 4
+            lines.append(f"| {LABELS[key]}, cosine lr decay | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Notes: sparseae's models use Keras' initialisation (Glorot-uniform kernels, zero "

@@ -31,7 +31,9 @@ import sparseae
 from sparseae.data import find_shared_data_dir, load_dataset
 from sparseae.sparsity import keras_kl_weight
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, keras_runs, write_results  # noqa: E402
+
 DOC_KL_BCE = 0.2691
 DOC_STACKED_BCE = 0.2746
 
@@ -162,20 +164,32 @@ def fastest_to_target(xtr, xva, target: float, seed: int, quick: bool) -> list[d
     return rows
 
 
-def keras_runs(model: str) -> list[dict]:
-    """Runs of the document's Keras code on this machine (benchmarks/keras_fashion.py)."""
-    path = RESULTS / "keras_fashion.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in rows if r["model"] == model]
-
-
 def mean_std(values: list[float]) -> str:
     t = torch.tensor(values, dtype=torch.float64)
     if len(values) == 1:
         return f"{values[0]:.4f}"
     return f"{t.mean():.4f} ± {t.std():.4f}"
+
+
+def table_row(
+    label: str,
+    seeds: str,
+    val_cell: str,
+    doc: float,
+    verdict: str,
+    keras_vals: str,
+    secs: float,
+    val_secs: float,
+    peer: float,
+    keras: float | None,
+) -> str:
+    """One row of the main table; ``secs`` is training s/epoch, ``val_secs`` one validation
+    pass (Keras' s/epoch includes it, so the Keras ratio adds it to ours)."""
+    with_val = secs + val_secs
+    cells = [label, seeds, val_cell, f"{doc:.4f}", verdict, keras_vals, f"{secs:.2f}"]
+    cells += [f"{with_val:.2f}", f"{peer:.2f}", f"{keras:.2f}" if keras else "-"]
+    cells += [f"{peer / secs:.2f}x", f"{keras / with_val:.2f}x" if keras else "-"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def render(results: dict, quick: bool) -> str:
@@ -200,40 +214,42 @@ def render(results: dict, quick: bool) -> str:
     ]
     for key, rec in results["recipes"].items():
         runs = rec["ours_runs"]
+        doc = rec["doc_val_bce"]
         vals = [r["val_bce"] for r in runs]
-        per_seed = ", ".join(f"{v:.4f}" for v in vals)
         # the document prints 4 decimals, so compare at that precision
-        ok = [round(v, 4) <= rec["doc_val_bce"] for v in vals]
-        verdict = "yes" if all(ok) else ("NO" if not any(ok) else f"{sum(ok)}/{len(ok)} seeds")
-        secs = sum(r["sec_per_epoch"] for r in runs) / len(runs)
-        secs_val = secs + sum(r["val_seconds"] for r in runs) / len(runs)
-        peer = rec["peer"]["sec_per_epoch"]
+        ok = [round(v, 4) <= doc for v in vals]
         keras = keras_runs(key)
         k_secs = sum(r["sec_per_epoch"] for r in keras) / len(keras) if keras else None
-        k_vals = ", ".join(f"{r['val_loss'][-1]:.4f}" for r in keras) or "-"
+        speeds = {"peer": rec["peer"]["sec_per_epoch"], "keras": k_secs}
         lines.append(
-            f"| {rec['label']} | {','.join(str(r['seed']) for r in runs)} | {per_seed} "
-            f"(mean {mean_std(vals)}) | {rec['doc_val_bce']:.4f} | {verdict} | {k_vals} | "
-            f"{secs:.2f} | {secs_val:.2f} | {peer:.2f} | "
-            + (f"{k_secs:.2f}" if k_secs else "-")
-            + f" | {peer / secs:.2f}x | "
-            + (f"{k_secs / secs_val:.2f}x" if k_secs else "-")
-            + " |"
+            table_row(
+                rec["label"],
+                ",".join(str(r["seed"]) for r in runs),
+                ", ".join(f"{v:.4f}" for v in vals) + f" (mean {mean_std(vals)})",
+                doc,
+                "yes" if all(ok) else ("NO" if not any(ok) else f"{sum(ok)}/{len(ok)} seeds"),
+                ", ".join(f"{r['val_loss'][-1]:.4f}" for r in keras) or "-",
+                sum(r["sec_per_epoch"] for r in runs) / len(runs),
+                sum(r["val_seconds"] for r in runs) / len(runs),
+                **speeds,
+            )
         )
         c = rec.get("compiled")
         if c:
-            c_val = c["sec_per_epoch"] + c["val_seconds"]
             lines.append(
-                f"| {rec['label']}, `compile=True` (compile time included; median epoch "
-                f"{statistics.median(c['epoch_seconds']):.2f} s, first epoch "
-                f"{c['epoch_seconds'][0]:.1f} s) | {c['seed']} | "
-                f"{c['val_bce']:.4f} | {rec['doc_val_bce']:.4f} | "
-                f"{'yes' if round(c['val_bce'], 4) <= rec['doc_val_bce'] else 'NO'} | - | "
-                f"{c['sec_per_epoch']:.2f} | {c_val:.2f} | {peer:.2f} | "
-                + (f"{k_secs:.2f}" if k_secs else "-")
-                + f" | {peer / c['sec_per_epoch']:.2f}x | "
-                + (f"{k_secs / c_val:.2f}x" if k_secs else "-")
-                + " |"
+                table_row(
+                    f"{rec['label']}, `compile=True` (compile time included; median epoch "
+                    f"{statistics.median(c['epoch_seconds']):.2f} s, first epoch "
+                    f"{c['epoch_seconds'][0]:.1f} s)",
+                    str(c["seed"]),
+                    f"{c['val_bce']:.4f}",
+                    doc,
+                    "yes" if round(c["val_bce"], 4) <= doc else "NO",
+                    "-",
+                    c["sec_per_epoch"],
+                    c["val_seconds"],
+                    **speeds,
+                )
             )
     kl_run = results["recipes"]["kl"]["ours_runs"][0]
     trap = results["trap_undivided_weight"]
@@ -355,9 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     table = render(results, args.quick)
     print()
     print(table)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"kl_fashion{suffix}.md").write_text(table + "\n")
-    (RESULTS / f"kl_fashion{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results("kl_fashion", table, results, args.quick)
     return 0
 
 

@@ -167,21 +167,21 @@ def compiled_step(step_fn: Any, *, distributed_run: bool = False) -> Any:
     if distributed_run:
         warnings.warn("--compile is ignored in distributed runs", stacklevel=3)
         return step_fn
-    compiled = torch.compile(step_fn)
-    state = {"fn": compiled}
+    compiled: Any = torch.compile(step_fn)
 
     def step(x: Tensor) -> Any:
+        nonlocal compiled
+        if compiled is None:
+            return step_fn(x)
         try:
-            return state["fn"](x)
+            return compiled(x)
         except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eagerly
-            if state["fn"] is step_fn:
-                raise
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
             warnings.warn(
                 f"torch.compile failed ({type(exc).__name__}: {first}); training eagerly",
                 stacklevel=2,
             )
-            state["fn"] = step_fn
+            compiled = None
             return step_fn(x)
 
     return step

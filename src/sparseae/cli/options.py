@@ -315,7 +315,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--compile",
         action="store_true",
         help="torch.compile the training step (faster small-batch MLP training after a "
-        "one-off compile of several seconds; needs a C++ compiler, else falls back)",
+        "one-off compile of up to ~20 s; needs a C++ compiler, else falls back)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
