@@ -7,17 +7,34 @@ the same algorithm and the same state (so checkpoints and ``state_dict`` stay st
 lets the stock implementation initialise the state on the first step, then caches the
 lists and calls the fused kernel directly. Anything unusual (a closure, a missing gradient,
 no fused kernel for the device) falls back to the stock path.
+
+`update` is `step` without the per-call profiling wrapper and hook dispatch that
+``torch.optim.Optimizer`` puts around ``step`` (about as long as the kernel itself at this
+size); the trainer calls it when no optimizer hook is registered. The per-parameter step
+counters are views of one tensor per group, so one op advances them all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 _FUSED = getattr(torch, "_fused_adam_", None)
+
+
+@dataclass
+class _GroupCache:
+    group: dict[str, Any]
+    params: list[Tensor]
+    detached: list[Tensor]  # the same storage, so the kernel needs no autograd guard
+    exp_avgs: list[Tensor]
+    exp_avg_sqs: list[Tensor]
+    counters: Tensor  # every parameter's step counter, as one tensor
+    steps: list[Tensor]  # views of `counters`, the tensors the state dict holds
 
 
 class LeanAdam(torch.optim.Adam):
@@ -28,10 +45,7 @@ class LeanAdam(torch.optim.Adam):
         except (RuntimeError, TypeError, ValueError):
             super().__init__(params, **kwargs)
             self._lean_ok = False
-        self._cache: (
-            list[tuple[dict[str, Any], list[Tensor], list[Tensor], list[Tensor], list[Tensor]]]
-            | None
-        ) = None
+        self._cache: list[_GroupCache] | None = None
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._cache = None
@@ -56,39 +70,56 @@ class LeanAdam(torch.optim.Adam):
             states = [self.state.get(p) for p in params]
             if any(not s or "exp_avg" not in s for s in states):
                 return False
+            counters = torch.stack([s["step"] for s in states])
+            for i, s in enumerate(states):
+                s["step"] = counters[i]
             cache.append(
-                (
+                _GroupCache(
                     group,
                     params,
+                    [p.detach() for p in params],
                     [s["exp_avg"] for s in states],
                     [s["exp_avg_sq"] for s in states],
+                    counters,
                     [s["step"] for s in states],
                 )
             )
         self._cache = cache
         return True
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
-        if closure is not None or not self._lean_ok:
-            return super().step(closure)
-        if self._cache is None and not self._build_cache():
-            return super().step()
+    def hooked(self) -> bool:
+        """Whether any optimizer step hook (this optimizer's or a global one) is registered."""
+        from torch.optim import optimizer as stock
+
+        return bool(
+            self._optimizer_step_pre_hooks
+            or self._optimizer_step_post_hooks
+            or stock._global_optimizer_pre_hooks
+            or stock._global_optimizer_post_hooks
+        )
+
+    def update(self) -> None:
+        """One Adam step, as `step()` but without hooks or the profiler label (see above)."""
+        if not self._lean_ok or (self._cache is None and not self._build_cache()):
+            self.step()
+            return
         assert self._cache is not None
-        for group, params, exp_avgs, exp_avg_sqs, steps in self._cache:
-            grads = [p.grad for p in params]
+        for c in self._cache:
+            grads = [p.grad for p in c.params]
             if any(g is None for g in grads):
                 self._cache = None
-                return super().step()
+                self.step()
+                return
+            group = c.group
             beta1, beta2 = group["betas"]
-            torch._foreach_add_(steps, 1)
+            c.counters.add_(1)
             _FUSED(
-                params,
+                c.detached,
                 grads,
-                exp_avgs,
-                exp_avg_sqs,
+                c.exp_avgs,
+                c.exp_avg_sqs,
                 [],
-                steps,
+                c.steps,
                 lr=float(group["lr"]),
                 beta1=float(beta1),
                 beta2=float(beta2),
@@ -97,12 +128,24 @@ class LeanAdam(torch.optim.Adam):
                 amsgrad=False,
                 maximize=False,
             )
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
+        if closure is not None or not self._lean_ok:
+            return super().step(closure)
+        if self._cache is None and not self._build_cache():
+            return super().step()
+        assert self._cache is not None
+        if any(p.grad is None for c in self._cache for p in c.params):
+            self._cache = None
+            return super().step()
+        self.update()
         return None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         if self._cache is None or not set_to_none:
             super().zero_grad(set_to_none)
             return
-        for _, params, *_ in self._cache:
-            for p in params:
+        for c in self._cache:
+            for p in c.params:
                 p.grad = None

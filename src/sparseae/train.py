@@ -28,6 +28,7 @@ from . import checkpoint, distributed
 from .config import TrainConfig
 from .errors import ConfigError, DataError, TrainingDivergedError
 from .metrics import SparsityStats
+from .optim import LeanAdam
 from .sources import make_source
 
 TRAINER_STATE_FILE = "trainer_state.safetensors"
@@ -111,12 +112,10 @@ def as_tensor(x: Any, name: str = "x") -> Tensor:
     return t
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.Adam:
+def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) -> LeanAdam:
     """Adam with L2 weight decay on weight matrices only (as Keras kernel_regularizer), with
     the fused kernel called through `LeanAdam` (one param group when there is no decay, so
     one kernel launch per step)."""
-    from .optim import LeanAdam
-
     params = [p for p in model.parameters() if p.requires_grad]
     kwargs = dict(lr=config.lr, betas=config.betas, eps=config.eps)
     if config.weight_decay == 0:
@@ -185,6 +184,17 @@ def compiled_step(step_fn: Any, *, distributed_run: bool = False) -> Any:
             return step_fn(x)
 
     return step
+
+
+def manual_stepper(model: nn.Module, config: TrainConfig, world_size: int) -> Any:
+    """The hand-derived step (`sparseae.manual_step`) where it computes exactly what autograd
+    would, else None. Not under DDP (its gradient hooks live in autograd) nor with
+    ``compile`` (which traces the autograd step)."""
+    if not config.manual_backward or config.compile or world_size > 1:
+        return None
+    from .manual_step import ManualMLPStep, supports
+
+    return ManualMLPStep(model) if supports(model) is None else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,7 +266,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.global_step = 0
         self.step_in_epoch = 0
-        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer: LeanAdam | None = None
         self.train_seconds = 0.0
         self.resumed_at: int | None = None  # global step a resumed run continued from
 
@@ -285,6 +295,7 @@ class Trainer:
         step_fn = distributed.wrap_step(model, self.device) if world > 1 else model.step
         if cfg.compile:
             step_fn = compiled_step(step_fn, distributed_run=world > 1)
+        manual = manual_stepper(model, cfg, world)
         base_lrs = [cfg.lr for _ in self.optimizer.param_groups]  # not the resumed, scheduled lr
         check_every = 1 if self.device.type == "cpu" else 50
         after_backward = [
@@ -305,6 +316,7 @@ class Trainer:
             if self.step_in_epoch == 0:
                 torch.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729 * rank)
             sums: dict[str, Tensor] = {}
+            update = opt.step if opt.hooked() else opt.update  # hooks take the stock path
             bar = self._bar(steps_per_epoch, epoch)
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=self.device)
@@ -314,14 +326,17 @@ class Trainer:
                     f = lr_factor(cfg.lr_schedule, self.global_step, total_steps, cfg.warmup_steps)
                     for g, base in zip(opt.param_groups, base_lrs, strict=True):
                         g["lr"] = base * f
-                out = step_fn(xb)
-                opt.zero_grad(set_to_none=True)
-                out.loss.backward()
+                if manual is not None:  # forward and gradients in one hand-derived pass
+                    out = manual.step(xb)
+                else:
+                    out = step_fn(xb)
+                    opt.zero_grad(set_to_none=True)
+                    out.loss.backward()
                 for hook in after_backward:
                     hook(self)
                 if cfg.max_grad_norm:
                     nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                opt.step()
+                update()
                 self.global_step += 1
                 self.step_in_epoch = step + 1
                 loss_sum += out.loss.detach()
@@ -475,8 +490,8 @@ def optimizer_state_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Te
     scalars: dict[str, dict[str, Any]] = {}
     for pid, pstate in sd["state"].items():
         for key, value in pstate.items():
-            if isinstance(value, Tensor):
-                tensors[f"optim.{pid}.{key}"] = value
+            if isinstance(value, Tensor):  # a copy: LeanAdam's step counters share storage
+                tensors[f"optim.{pid}.{key}"] = value.clone()
             else:
                 scalars.setdefault(str(pid), {})[key] = value
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
