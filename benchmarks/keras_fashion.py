@@ -156,6 +156,7 @@ def main() -> None:
         "keras": keras.__version__,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "epoch_seconds": [round(s, 3) for s in timer.seconds],
         "sec_per_epoch": sum(timer.seconds) / len(timer.seconds),
         "val_loss": [round(float(v), 5) for v in hist.history["val_loss"]],

@@ -10,7 +10,13 @@ PyTorch loop of the same model (``DataLoader(TensorDataset, shuffle=True)``, ``n
 per epoch and the speed ratio. It also shows the Keras penalty-scale trap (the document's KL
 weight 0.05 used undivided) and searches a few faster settings for the shortest wall time to
 reach the document's validation BCE 0.2691 on the KL model. Keras' own figures on this machine
-come from ``benchmarks/keras_fashion.py`` (run it first where TensorFlow is installed).
+come from ``benchmarks/keras_fashion.py``: give ``--keras-python PATH/TO/python`` (an
+environment with TensorFlow) to run it inside this run, right before sparseae's runs of the
+same recipe, so both speeds come from the same minutes of the same machine; otherwise the
+table uses earlier runs from ``results/keras_fashion.jsonl``.
+
+Seconds per epoch are medians over epochs (this machine's speed swings within minutes; one
+slow or lucky epoch must not move the figure), for sparseae, the peer and Keras alike.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -99,7 +106,18 @@ def run_peer(recipe: str, xtr: torch.Tensor, xva: torch.Tensor, epochs: int, see
         times.append(time.perf_counter() - t0)
         with torch.no_grad():
             vals.append(float(loss_fn(model.decoder(model.encoder(xva)), xva)))
-    return {"sec_per_epoch": sum(times) / len(times), "val_bce": vals[-1], "epochs": epochs}
+    return {"sec_per_epoch": statistics.median(times), "val_bce": vals[-1], "epochs": epochs}
+
+
+def run_keras(python: str, recipe: str, epochs: int, data_dir: str | None) -> dict:
+    """Document 003's Keras code for ``recipe``, run now by ``keras_fashion.py`` in the
+    TensorFlow environment ``python`` (it also appends to results/keras_fashion.jsonl)."""
+    cmd = [python, str(Path(__file__).with_name("keras_fashion.py")), "--model", recipe]
+    cmd += ["--epochs", str(epochs)] + (["--data-dir", data_dir] if data_dir else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"keras_fashion.py failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run_ours(build, xtr, xva, seed: int, **train) -> dict:
@@ -107,13 +125,12 @@ def run_ours(build, xtr, xva, seed: int, **train) -> dict:
     model = build()
     hist = sparseae.fit(model, xtr, xva, seed=seed, progress=False, **train)
     secs = hist["seconds"]
-    t0 = time.perf_counter()  # one validation pass, to compare with Keras' s/epoch
-    sparseae.evaluate(model, xva, batch_size=32)
-    val_seconds = time.perf_counter() - t0
+    # an epoch as the trainer runs it: the training steps, then its validation pass
+    walls = [t + v for t, v in zip(secs, hist["val_seconds"], strict=True)]
     return {
         "seed": seed,
-        "sec_per_epoch": sum(secs) / len(secs),
-        "val_seconds": val_seconds,
+        "sec_per_epoch": statistics.median(secs),
+        "sec_per_epoch_incl_val": statistics.median(walls),
         "val_bce": hist["val_recon"][-1],
         "val_bce_curve": hist["val_recon"],
         "val_loss": hist["val_loss"][-1],
@@ -179,13 +196,12 @@ def table_row(
     verdict: str,
     keras_vals: str,
     secs: float,
-    val_secs: float,
+    with_val: float,
     peer: float,
     keras: float | None,
 ) -> str:
-    """One row of the main table; ``secs`` is training s/epoch, ``val_secs`` one validation
-    pass (Keras' s/epoch includes it, so the Keras ratio adds it to ours)."""
-    with_val = secs + val_secs
+    """One row of the main table; ``secs`` is training s/epoch, ``with_val`` the epoch with
+    the trainer's validation pass (Keras' s/epoch includes its own, so the ratio uses it)."""
     cells = [label, seeds, val_cell, f"{doc:.4f}", verdict, keras_vals, f"{secs:.2f}"]
     cells += [f"{with_val:.2f}", f"{peer:.2f}", f"{keras:.2f}" if keras else "-"]
     cells += [f"{peer / secs:.2f}x", f"{keras / with_val:.2f}x" if keras else "-"]
@@ -202,10 +218,19 @@ def render(results: dict, quick: bool) -> str:
         f"{results['torch']}, {results['threads']} threads, {results['cpus']} CPUs. Peer: a "
         f"straightforward PyTorch DataLoader loop of the same model, {peer_epochs} epochs, "
         "same process. Keras: the document's code run on this machine by "
-        "`benchmarks/keras_fashion.py` (TensorFlow in its own environment), its s/epoch "
-        "including its validation pass as Keras logs it; sparseae's 'incl. val' adds one "
-        "validation pass at batch 32 to compare like with like. 'At or below' compares at the "
-        "document's printed precision (4 decimals).",
+        "`benchmarks/keras_fashion.py` (TensorFlow in its own environment), "
+        + (
+            "run inside this run right before sparseae's runs of the same recipe"
+            if any(r.get("keras_same_run") for r in results["recipes"].values())
+            else "earlier runs (results/keras_fashion.jsonl)"
+        )
+        + ", its s/epoch including its validation pass (at batch 32, Keras' default) as Keras "
+        "logs it; sparseae's 'incl. val' likewise includes the trainer's own validation pass "
+        "(at its default eval batch of 4,096). Every s/epoch "
+        "is the median over epochs. sparseae trains these MLPs through its hand-derived "
+        "forward/backward step (`sparseae.manual_step`, the default); the autograd row is the "
+        "same model through autograd. 'At or below' compares at the document's printed "
+        "precision (4 decimals).",
         "",
         "| recipe | seeds | val BCE (ours) | val BCE (document) | ours at or below | "
         "val loss (Keras here) | s/epoch ours | s/epoch ours incl. val | s/epoch peer | "
@@ -218,8 +243,13 @@ def render(results: dict, quick: bool) -> str:
         vals = [r["val_bce"] for r in runs]
         # the document prints 4 decimals, so compare at that precision
         ok = [round(v, 4) <= doc for v in vals]
-        keras = keras_runs(key)
-        k_secs = sum(r["sec_per_epoch"] for r in keras) / len(keras) if keras else None
+        keras = keras_runs(key, epochs)
+        same_run = rec.get("keras_same_run")
+        k_medians = [statistics.median(r["epoch_seconds"]) for r in keras]
+        if same_run:
+            k_secs = statistics.median(same_run["epoch_seconds"])
+        else:
+            k_secs = sum(k_medians) / len(k_medians) if keras else None
         speeds = {"peer": rec["peer"]["sec_per_epoch"], "keras": k_secs}
         lines.append(
             table_row(
@@ -230,24 +260,38 @@ def render(results: dict, quick: bool) -> str:
                 "yes" if all(ok) else ("NO" if not any(ok) else f"{sum(ok)}/{len(ok)} seeds"),
                 ", ".join(f"{r['val_loss'][-1]:.4f}" for r in keras) or "-",
                 sum(r["sec_per_epoch"] for r in runs) / len(runs),
-                sum(r["val_seconds"] for r in runs) / len(runs),
+                sum(r["sec_per_epoch_incl_val"] for r in runs) / len(runs),
                 **speeds,
             )
         )
+        a = rec.get("autograd")
+        if a:
+            lines.append(
+                table_row(
+                    f"{rec['label']}, autograd step (`manual_backward=False`)",
+                    str(a["seed"]),
+                    f"{a['val_bce']:.4f}",
+                    doc,
+                    "yes" if round(a["val_bce"], 4) <= doc else "NO",
+                    "-",
+                    a["sec_per_epoch"],
+                    a["sec_per_epoch_incl_val"],
+                    **speeds,
+                )
+            )
         c = rec.get("compiled")
         if c:
             lines.append(
                 table_row(
-                    f"{rec['label']}, `compile=True` (compile time included; median epoch "
-                    f"{statistics.median(c['epoch_seconds']):.2f} s, first epoch "
-                    f"{c['epoch_seconds'][0]:.1f} s)",
+                    f"{rec['label']}, `compile=True` (autograd step compiled; first epoch, "
+                    f"with the compile, {c['epoch_seconds'][0]:.1f} s)",
                     str(c["seed"]),
                     f"{c['val_bce']:.4f}",
                     doc,
                     "yes" if round(c["val_bce"], 4) <= doc else "NO",
                     "-",
                     c["sec_per_epoch"],
-                    c["val_seconds"],
+                    c["sec_per_epoch_incl_val"],
                     **speeds,
                 )
             )
@@ -304,6 +348,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--skip-search", action="store_true")
     ap.add_argument(
+        "--keras-python",
+        default=None,
+        help="python of an environment with TensorFlow: run the document's Keras code in this "
+        "run, before sparseae's runs of each recipe",
+    )
+    ap.add_argument(
         "--render", action="store_true", help="only rewrite the table from the saved JSON"
     )
     args = ap.parse_args(argv)
@@ -339,6 +389,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     doc = {"kl": DOC_KL_BCE, "stacked": DOC_STACKED_BCE}
     for key, label, build in recipes:
+        keras_now = None
+        if args.keras_python:
+            keras_now = run_keras(args.keras_python, key, epochs, args.data_dir)
+            print(
+                f"  {label}: Keras {statistics.median(keras_now['epoch_seconds']):.2f} s/epoch "
+                f"(median), val loss {keras_now['val_loss'][-1]:.4f}",
+                flush=True,
+            )
         runs = []
         for seed in seeds:
             runs.append(run_ours(build, xtr, xva, seed, epochs=epochs, batch_size=32))
@@ -347,21 +405,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"val BCE {runs[-1]['val_bce']:.4f} (document {doc[key]})",
                 flush=True,
             )
-        # the same recipe with the training step compiled (opt-in `compile=True`); its first
-        # epoch includes the one-off compile, which the s/epoch below keeps
-        compiled = run_ours(build, xtr, xva, seeds[0], epochs=epochs, batch_size=32, compile=True)
-        print(
-            f"  {label} compiled: {compiled['sec_per_epoch']:.2f} s/epoch (compile included), "
-            f"val BCE {compiled['val_bce']:.4f}",
-            flush=True,
+        # the same recipe through autograd, and with the autograd step compiled (opt-in
+        # `compile=True`, whose first epoch includes the one-off compile)
+        autograd = run_ours(
+            build, xtr, xva, seeds[0], epochs=epochs, batch_size=32, manual_backward=False
         )
+        compiled = run_ours(build, xtr, xva, seeds[0], epochs=epochs, batch_size=32, compile=True)
+        for name, run in (("autograd", autograd), ("compiled", compiled)):
+            print(
+                f"  {label} {name}: {run['sec_per_epoch']:.2f} s/epoch, "
+                f"val BCE {run['val_bce']:.4f}",
+                flush=True,
+            )
         peer = run_peer(key, xtr, xva, peer_epochs, seeds[0])
         print(f"  {label}: peer {peer['sec_per_epoch']:.2f} s/epoch", flush=True)
         results["recipes"][key] = {
             "label": label,
             "doc_val_bce": doc[key],
             "ours_runs": runs,
+            "autograd": autograd,
             "compiled": compiled,
+            "keras_same_run": keras_now,
             "peer": peer,
         }
     trap = run_ours(lambda: kl_model(0.05), xtr, xva, seeds[0], epochs=epochs, batch_size=32)

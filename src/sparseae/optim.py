@@ -47,6 +47,14 @@ class LeanAdam(torch.optim.Adam):
             self._lean_ok = False
         self._cache: list[_GroupCache] | None = None
 
+    def _stock_step(self, closure: Callable[[], float] | None = None) -> Any:
+        """Adam's own step, without the hook wrapper torch puts on ``Adam.step`` once any
+        stock Adam exists: our own (wrapped) `step` has already run the hooks once."""
+        stock = torch.optim.Adam.step
+        if getattr(stock, "hooked", False):
+            stock = stock.__wrapped__  # type: ignore[attr-defined]
+        return stock(self, closure)
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._cache = None
         super().load_state_dict(state_dict)
@@ -101,15 +109,15 @@ class LeanAdam(torch.optim.Adam):
     def update(self) -> None:
         """One Adam step, as `step()` but without hooks or the profiler label (see above)."""
         if not self._lean_ok or (self._cache is None and not self._build_cache()):
-            self.step()
+            self._stock_step()
             return
         assert self._cache is not None
-        for c in self._cache:
-            grads = [p.grad for p in c.params]
-            if any(g is None for g in grads):
-                self._cache = None
-                self.step()
-                return
+        all_grads = [[p.grad for p in c.params] for c in self._cache]
+        if any(g is None for grads in all_grads for g in grads):
+            self._cache = None
+            self._stock_step()
+            return
+        for c, grads in zip(self._cache, all_grads, strict=True):
             group = c.group
             beta1, beta2 = group["betas"]
             c.counters.add_(1)
@@ -129,16 +137,9 @@ class LeanAdam(torch.optim.Adam):
                 maximize=False,
             )
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
-        if closure is not None or not self._lean_ok:
-            return super().step(closure)
-        if self._cache is None and not self._build_cache():
-            return super().step()
-        assert self._cache is not None
-        if any(p.grad is None for c in self._cache for p in c.params):
-            self._cache = None
-            return super().step()
+        if closure is not None:
+            return self._stock_step(closure)
         self.update()
         return None
 

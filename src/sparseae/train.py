@@ -373,8 +373,10 @@ class Trainer:
             for name, value in sums.items():
                 record[name] = float(value) / done
             if xv is not None:
+                t_val = time.perf_counter()
                 val = evaluate(model, xv, batch_size=cfg.eval_batch_size, device=self.device)
                 record.update({f"val_{k}": v for k, v in val.items()})
+                record["val_seconds"] = time.perf_counter() - t_val
                 model.train()
             self.epoch = epoch + 1
             self.step_in_epoch = 0
