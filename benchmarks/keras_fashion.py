@@ -14,6 +14,7 @@ import gzip
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -113,15 +114,24 @@ def build(model: str) -> keras.Model:
 
 
 class EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
+    """Seconds per epoch, validation included. With ``gate`` each epoch waits for a line on
+    stdin before it starts (untimed) and reports on stdout when it ends, so another process
+    can take turns with this one epoch by epoch (kl_fashion.py's paired timing)."""
+
+    def __init__(self, gate=False):
         super().__init__()
         self.seconds = []
+        self.gate = gate
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.gate and not sys.stdin.readline():
+            raise SystemExit("the pairing process went away")
         self.t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(time.perf_counter() - self.t0)
+        if self.gate:
+            print(f"epoch_done {self.seconds[-1]:.4f}", flush=True)
 
 
 def main() -> None:
@@ -134,12 +144,13 @@ def main() -> None:
     default_data = os.environ.get("SPARSEAE_DATA", str(HERE.parent.parent / "shared" / "data"))
     ap.add_argument("--data-dir", default=default_data)
     ap.add_argument("--out", default=str(HERE / "results" / "keras_fashion.jsonl"))
+    ap.add_argument("--gate", action="store_true", help="take turns epoch by epoch (stdin)")
     args = ap.parse_args()
     keras.utils.set_random_seed(args.seed)
     x = idx(Path(args.data_dir) / "fashion-mnist" / "train-images-idx3-ubyte.gz") / 255.0
     x_val, x_train = x[:5000], x[5000:]
     ae = build(args.model)
-    timer = EpochTimer()
+    timer = EpochTimer(gate=args.gate)
     hist = ae.fit(
         x_train,
         x_train,
@@ -156,6 +167,7 @@ def main() -> None:
         "keras": keras.__version__,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
+        "paired": args.gate,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "epoch_seconds": [round(s, 3) for s in timer.seconds],
         "sec_per_epoch": sum(timer.seconds) / len(timer.seconds),

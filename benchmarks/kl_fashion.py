@@ -28,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,21 +110,44 @@ def run_peer(recipe: str, xtr: torch.Tensor, xva: torch.Tensor, epochs: int, see
     return {"sec_per_epoch": statistics.median(times), "val_bce": vals[-1], "epochs": epochs}
 
 
-def run_keras(python: str, recipe: str, epochs: int, data_dir: str | None) -> dict:
-    """Document 003's Keras code for ``recipe``, run now by ``keras_fashion.py`` in the
-    TensorFlow environment ``python`` (it also appends to results/keras_fashion.jsonl)."""
-    cmd = [python, str(Path(__file__).with_name("keras_fashion.py")), "--model", recipe]
-    cmd += ["--epochs", str(epochs)] + (["--data-dir", data_dir] if data_dir else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"keras_fashion.py failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+class KerasTurns(sparseae.Callback):
+    """Runs document 003's Keras code (``keras_fashion.py --gate``, in the TensorFlow
+    environment ``python``) in turns with sparseae's training: before each of our epochs
+    Keras runs one of its own. Each pair of epochs thus sees the same minute of this
+    machine, whose speed swings about 2x within minutes."""
+
+    def __init__(self, python: str, recipe: str, epochs: int, data_dir: str | None) -> None:
+        cmd = [python, str(Path(__file__).with_name("keras_fashion.py")), "--model", recipe]
+        cmd += ["--epochs", str(epochs), "--gate"]
+        cmd += ["--data-dir", data_dir] if data_dir else []
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, text=True
+        )
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, trainer, epoch: int) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        for line in self.proc.stdout:
+            if line.startswith("epoch_done"):
+                self.seconds.append(float(line.split()[1]))
+                return
+        self.stderr.seek(0)
+        last = self.stderr.read().decode(errors="replace").strip().splitlines()[-1:]
+        raise SystemExit(f"keras_fashion.py ended early: {last}")
+
+    def result(self) -> dict:
+        """Keras' own record of the run (also appended to results/keras_fashion.jsonl)."""
+        out, _ = self.proc.communicate()
+        return json.loads(out.strip().splitlines()[-1])
 
 
-def run_ours(build, xtr, xva, seed: int, **train) -> dict:
+def run_ours(build, xtr, xva, seed: int, callbacks=(), **train) -> dict:
     torch.manual_seed(seed)  # before building: the initial weights depend on it
     model = build()
-    hist = sparseae.fit(model, xtr, xva, seed=seed, progress=False, **train)
+    hist = sparseae.fit(model, xtr, xva, seed=seed, progress=False, callbacks=callbacks, **train)
     secs = hist["seconds"]
     # an epoch as the trainer runs it: the training steps, then its validation pass
     walls = [t + v for t, v in zip(secs, hist["val_seconds"], strict=True)]
@@ -131,6 +155,7 @@ def run_ours(build, xtr, xva, seed: int, **train) -> dict:
         "seed": seed,
         "sec_per_epoch": statistics.median(secs),
         "sec_per_epoch_incl_val": statistics.median(walls),
+        "epoch_walls": walls,
         "val_bce": hist["val_recon"][-1],
         "val_bce_curve": hist["val_recon"],
         "val_loss": hist["val_loss"][-1],
@@ -199,13 +224,24 @@ def table_row(
     with_val: float,
     peer: float,
     keras: float | None,
+    keras_ratio: float | None = None,
 ) -> str:
     """One row of the main table; ``secs`` is training s/epoch, ``with_val`` the epoch with
-    the trainer's validation pass (Keras' s/epoch includes its own, so the ratio uses it)."""
+    the trainer's validation pass (Keras' s/epoch includes its own, so the ratio uses it);
+    ``keras_ratio``, when given, is the paired measurement (see `paired_ratio`)."""
+    if keras_ratio is None and keras:
+        keras_ratio = keras / with_val
     cells = [label, seeds, val_cell, f"{doc:.4f}", verdict, keras_vals, f"{secs:.2f}"]
     cells += [f"{with_val:.2f}", f"{peer:.2f}", f"{keras:.2f}" if keras else "-"]
-    cells += [f"{peer / secs:.2f}x", f"{keras / with_val:.2f}x" if keras else "-"]
+    cells += [f"{peer / secs:.2f}x", f"{keras_ratio:.2f}x" if keras_ratio else "-"]
     return "| " + " | ".join(cells) + " |"
+
+
+def paired_ratio(keras: dict, ours: dict) -> tuple[list[float], float]:
+    """Keras' epoch k over ours (validation included) for each k of a run in turns, and
+    their median: the speed ratio that the machine's drift does not move."""
+    ratios = [k / o for k, o in zip(keras["epoch_seconds"], ours["epoch_walls"], strict=True)]
+    return ratios, statistics.median(ratios)
 
 
 def render(results: dict, quick: bool) -> str:
@@ -220,7 +256,9 @@ def render(results: dict, quick: bool) -> str:
         "same process. Keras: the document's code run on this machine by "
         "`benchmarks/keras_fashion.py` (TensorFlow in its own environment), "
         + (
-            "run inside this run right before sparseae's runs of the same recipe"
+            "run inside this run, epoch by epoch in turns with sparseae's first seed (the "
+            "ratio is the median over epochs of Keras' epoch over ours, each pair seconds "
+            "apart)"
             if any(r.get("keras_same_run") for r in results["recipes"].values())
             else "earlier runs (results/keras_fashion.jsonl)"
         )
@@ -237,6 +275,7 @@ def render(results: dict, quick: bool) -> str:
         "s/epoch Keras | ours vs peer | ours vs Keras |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    pairs: list = []
     for key, rec in results["recipes"].items():
         runs = rec["ours_runs"]
         doc = rec["doc_val_bce"]
@@ -246,8 +285,11 @@ def render(results: dict, quick: bool) -> str:
         keras = keras_runs(key, epochs)
         same_run = rec.get("keras_same_run")
         k_medians = [statistics.median(r["epoch_seconds"]) for r in keras]
+        paired = None
         if same_run:
             k_secs = statistics.median(same_run["epoch_seconds"])
+            pair_list, paired = paired_ratio(same_run, runs[0])
+            pairs.append((rec["label"], same_run, runs[0], pair_list, paired))
         else:
             k_secs = sum(k_medians) / len(k_medians) if keras else None
         speeds = {"peer": rec["peer"]["sec_per_epoch"], "keras": k_secs}
@@ -262,6 +304,7 @@ def render(results: dict, quick: bool) -> str:
                 sum(r["sec_per_epoch"] for r in runs) / len(runs),
                 sum(r["sec_per_epoch_incl_val"] for r in runs) / len(runs),
                 **speeds,
+                keras_ratio=paired,
             )
         )
         a = rec.get("autograd")
@@ -295,6 +338,18 @@ def render(results: dict, quick: bool) -> str:
                     **speeds,
                 )
             )
+    for label, keras_run, ours, ratios, median in pairs:
+        lines += [
+            "",
+            f"{label}, Keras and sparseae (seed {ours['seed']}) in turns, epoch by epoch: Keras "
+            + " ".join(f"{v:.2f}" for v in keras_run["epoch_seconds"])
+            + " s; sparseae incl. validation "
+            + " ".join(f"{v:.2f}" for v in ours["epoch_walls"])
+            + " s; ratios "
+            + " ".join(f"{v:.1f}" for v in ratios)
+            + f"; median ratio {median:.2f}x (the table's 'ours vs Keras'; the autograd and "
+            "compiled rows divide Keras' median epoch by theirs, measured minutes apart).",
+        ]
     kl_run = results["recipes"]["kl"]["ours_runs"][0]
     trap = results["trap_undivided_weight"]
     lines += [
@@ -390,16 +445,19 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"kl": DOC_KL_BCE, "stacked": DOC_STACKED_BCE}
     for key, label, build in recipes:
         keras_now = None
-        if args.keras_python:
-            keras_now = run_keras(args.keras_python, key, epochs, args.data_dir)
-            print(
-                f"  {label}: Keras {statistics.median(keras_now['epoch_seconds']):.2f} s/epoch "
-                f"(median), val loss {keras_now['val_loss'][-1]:.4f}",
-                flush=True,
-            )
         runs = []
         for seed in seeds:
-            runs.append(run_ours(build, xtr, xva, seed, epochs=epochs, batch_size=32))
+            turns = []
+            if args.keras_python and seed == seeds[0]:  # Keras and seed 0 take turns
+                turns = [KerasTurns(args.keras_python, key, epochs, args.data_dir)]
+            runs.append(run_ours(build, xtr, xva, seed, turns, epochs=epochs, batch_size=32))
+            if turns:
+                keras_now = turns[0].result()
+                print(
+                    f"  {label}: Keras in turns {statistics.median(keras_now['epoch_seconds']):.2f}"
+                    f" s/epoch (median), val loss {keras_now['val_loss'][-1]:.4f}",
+                    flush=True,
+                )
             print(
                 f"  {label} seed {seed}: {runs[-1]['sec_per_epoch']:.2f} s/epoch, "
                 f"val BCE {runs[-1]['val_bce']:.4f} (document {doc[key]})",

@@ -189,3 +189,17 @@ def test_module_entry_point_runs_as_a_real_process(tmp_path):
         "sparseae train: error: --k does not apply to --sparsity none"
     ]
     assert torch.__version__  # the process imported torch fine alongside
+
+
+def test_autograd_flag_trains_through_autograd_to_the_same_result(tmp_path, capsys):
+    losses = {}
+    for flag in ([], ["--autograd"]):
+        out = tmp_path / ("autograd" if flag else "manual")
+        args = ["train", "--dataset", "digits", "--hidden", "24,12", "--epochs", "2"]
+        args += ["--sparsity", "l1", "--no-progress", "--out", str(out), *flag]
+        code, _, _ = run_cli(capsys, *args)
+        assert code == 0
+        config = json.loads((out / "config.json").read_text())
+        assert config["train"]["manual_backward"] is (not flag)
+        losses[bool(flag)] = [r["loss"] for r in sparseae.read_history(out)]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)

@@ -317,6 +317,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="torch.compile the training step (faster small-batch MLP training after a "
         "one-off compile of up to ~20 s; needs a C++ compiler, else falls back)",
     )
+    g.add_argument(
+        "--autograd",
+        action="store_true",
+        help="train MLP autoencoders through autograd instead of sparseae's hand-derived "
+        "forward/backward step (same gradients, about half the speed at batch 32)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -335,6 +341,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         device=args.device,
         num_threads=args.threads,
         compile=args.compile,
+        manual_backward=not args.autograd,
     )
 
 
