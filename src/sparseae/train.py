@@ -347,8 +347,9 @@ class Trainer:
                         sums[name] = value.detach().clone()
                 for hook in step_end:
                     hook(self, out)
-                if (step % check_every == 0 or step == steps_per_epoch - 1) and not bool(
-                    torch.isfinite(out.loss)
+                # float(): a 0-d tensor's isfinite is a composite of several ops, ~12 us
+                if (step % check_every == 0 or step == steps_per_epoch - 1) and not math.isfinite(
+                    float(out.loss)
                 ):
                     self._diverged(snapshot, epoch, step)
                 if bar is not None:
