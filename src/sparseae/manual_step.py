@@ -245,12 +245,15 @@ class ManualMLPStep:
         sp = self.model.sparsity
         batch = code.shape[0]
         if isinstance(sp, KLSparsity):
-            q = torch.mean(code, 0)
-            if q.device.type == "cpu":  # 300-odd numbers: NumPy's per-call cost is ~1/5 torch's
-                penalty, dq = _kl_and_gradient(q.numpy(), sp.rho, sp.weight, sp.eps, np)
-                return torch.tensor(penalty, dtype=q.dtype), torch.from_numpy(dq).div_(batch)
-            penalty_t, dq_t = _kl_and_gradient(q, sp.rho, sp.weight, sp.eps, _TorchMath)
-            return penalty_t, dq_t.div_(batch)  # d/dq, spread over the batch by the caller
+            if code.device.type == "cpu":  # 300-odd numbers: NumPy's per-call cost is ~1/5 torch's
+                q = torch.sum(code, 0).numpy() / batch
+                penalty, dq = _kl_and_gradient(q, sp.rho, sp.weight, sp.eps, np)
+                dq /= batch  # d/dq, spread over the batch by the caller
+                return torch.from_numpy(np.asarray(penalty)), torch.from_numpy(dq)
+            penalty_t, dq_t = _kl_and_gradient(
+                torch.mean(code, 0), sp.rho, sp.weight, sp.eps, _TorchMath
+            )
+            return penalty_t, dq_t.div_(batch)
         if isinstance(sp, L1Sparsity):
             scale = sp.weight / batch
             return torch.abs(code).sum().mul_(scale), torch.sign(code).mul_(scale)

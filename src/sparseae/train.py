@@ -297,7 +297,8 @@ class Trainer:
             step_fn = compiled_step(step_fn, distributed_run=world > 1)
         manual = manual_stepper(model, cfg, world)
         base_lrs = [cfg.lr for _ in self.optimizer.param_groups]  # not the resumed, scheduled lr
-        check_every = 1 if self.device.type == "cpu" else 50
+        on_host = self.device.type == "cpu" and world == 1  # sums as floats, every step checked
+        check_every = 50
         after_backward = [
             cb.on_after_backward for cb in self.callbacks if _overrides(cb, "on_after_backward")
         ]
@@ -320,6 +321,7 @@ class Trainer:
             bar = self._bar(steps_per_epoch, epoch)
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=self.device)
+            loss_host, host_sums = 0.0, {}
             first_step = self.step_in_epoch
             for step, xb in zip(range(first_step, steps_per_epoch), batches, strict=True):
                 if scheduled:
@@ -339,23 +341,31 @@ class Trainer:
                 update()
                 self.global_step += 1
                 self.step_in_epoch = step + 1
-                loss_sum += out.loss.detach()
-                for name, value in out.terms.items():
-                    if name in sums:
-                        sums[name] += value.detach()
-                    else:
-                        sums[name] = value.detach().clone()
+                if on_host:  # CPU: Python floats, cheaper than tensor ops, and float64
+                    loss_value = float(out.loss.detach())
+                    loss_host += loss_value
+                    for name, value in out.terms.items():
+                        host_sums[name] = host_sums.get(name, 0.0) + float(value.detach())
+                    if not math.isfinite(loss_value):
+                        self._diverged(snapshot, epoch, step)
+                else:  # accelerators: tensors, synchronised every `check_every` steps only
+                    loss_sum += out.loss.detach()
+                    for name, value in out.terms.items():
+                        if name in sums:
+                            sums[name] += value.detach()
+                        else:
+                            sums[name] = value.detach().clone()
+                    if (
+                        step % check_every == 0 or step == steps_per_epoch - 1
+                    ) and not math.isfinite(float(loss_sum)):
+                        self._diverged(snapshot, epoch, step)
                 for hook in step_end:
                     hook(self, out)
-                # float(): a 0-d tensor's isfinite is a composite of several ops, ~12 us
-                if (step % check_every == 0 or step == steps_per_epoch - 1) and not math.isfinite(
-                    float(out.loss)
-                ):
-                    self._diverged(snapshot, epoch, step)
                 if bar is not None:
                     bar.update(1)
                     if step % 100 == 0:
-                        mean = float(loss_sum) / (step + 1 - first_step)
+                        total = loss_host if on_host else float(loss_sum)
+                        mean = total / (step + 1 - first_step)
                         bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
                 if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
                     if self.step_in_epoch < steps_per_epoch:
@@ -367,6 +377,9 @@ class Trainer:
             done = max(1, steps_per_epoch - first_step)  # steps run since (re)start
             if world > 1:  # log the mean over ranks, as one process would see it
                 loss_sum, sums = distributed.mean_over_ranks(loss_sum, sums)
+            if on_host:
+                loss_sum = torch.tensor(loss_host, dtype=torch.float64)
+                sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in host_sums.items()}
             record: dict[str, Any] = {"epoch": epoch + 1, "seconds": seconds}
             record["loss"] = float(loss_sum) / done
             if not math.isfinite(record["loss"]):
