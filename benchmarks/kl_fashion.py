@@ -237,6 +237,17 @@ def table_row(
     return "| " + " | ".join(cells) + " |"
 
 
+def keras_val_cell(keras: list[dict]) -> str:
+    """Keras' final val loss over its runs here, each distinct value once with its count
+    (seeded Keras runs repeat exactly)."""
+    counts: dict[str, int] = {}
+    for r in keras:
+        key = f"{r['val_loss'][-1]:.4f}"
+        counts[key] = counts.get(key, 0) + 1
+    cells = [v if n == 1 else f"{v} (x{n} runs)" for v, n in counts.items()]
+    return ", ".join(cells) or "-"
+
+
 def paired_ratio(keras: dict, ours: dict) -> tuple[list[float], float]:
     """Keras' epoch k over ours (validation included) for each k of a run in turns, and
     their median: the speed ratio that the machine's drift does not move."""
@@ -300,7 +311,7 @@ def render(results: dict, quick: bool) -> str:
                 ", ".join(f"{v:.4f}" for v in vals) + f" (mean {mean_std(vals)})",
                 doc,
                 "yes" if all(ok) else ("NO" if not any(ok) else f"{sum(ok)}/{len(ok)} seeds"),
-                ", ".join(f"{r['val_loss'][-1]:.4f}" for r in keras) or "-",
+                keras_val_cell(keras),
                 sum(r["sec_per_epoch"] for r in runs) / len(runs),
                 sum(r["sec_per_epoch_incl_val"] for r in runs) / len(runs),
                 **speeds,
