@@ -87,7 +87,6 @@ class _Layer:
         self.act = act
         self.act_fwd = _ACT[act] if act != "output" else _identity
         self.act_bwd = _ACT_BACKWARD[act] if act != "output" else None
-        self.needs_pre = act == "gelu"  # the only derivative taken at the pre-activation
         self.grad_w: Tensor = torch.empty(0)
         self.grad_b: Tensor = torch.empty(0)
         self.first_writer = True
@@ -174,7 +173,8 @@ class ManualMLPStep:
         with torch.no_grad():
             self._attach_grads()
             x = x.reshape(x.shape[0], -1)
-            h = x if self._corrupt is None else self._corrupt(x)
+            # corruption in training mode only, as `Corruption.forward`
+            h = x if self._corrupt is None or not self.model.training else self._corrupt(x)
             layers = self.layers
             code_index = self.n_encoder - 1
             ins: list[Tensor] = []
