@@ -295,13 +295,13 @@ def render(results: dict, quick: bool) -> str:
         ok = [round(v, 4) <= doc for v in vals]
         keras = keras_runs(key, epochs)
         same_run = rec.get("keras_same_run")
-        k_medians = [statistics.median(r["epoch_seconds"]) for r in keras]
         paired = None
         if same_run:
             k_secs = statistics.median(same_run["epoch_seconds"])
             pair_list, paired = paired_ratio(same_run, runs[0])
             pairs.append((rec["label"], same_run, runs[0], pair_list, paired))
-        else:
+        else:  # earlier runs: the mean of their medians
+            k_medians = [statistics.median(r["epoch_seconds"]) for r in keras]
             k_secs = sum(k_medians) / len(k_medians) if keras else None
         speeds = {"peer": rec["peer"]["sec_per_epoch"], "keras": k_secs}
         lines.append(
@@ -318,37 +318,29 @@ def render(results: dict, quick: bool) -> str:
                 keras_ratio=paired,
             )
         )
-        a = rec.get("autograd")
-        if a:
-            lines.append(
-                table_row(
-                    f"{rec['label']}, autograd step (`manual_backward=False`)",
-                    str(a["seed"]),
-                    f"{a['val_bce']:.4f}",
-                    doc,
-                    "yes" if round(a["val_bce"], 4) <= doc else "NO",
-                    "-",
-                    a["sec_per_epoch"],
-                    a["sec_per_epoch_incl_val"],
-                    **speeds,
+        for name, variant in (
+            ("autograd", "autograd step (`manual_backward=False`)"),
+            (
+                "compiled",
+                "`compile=True` (autograd step compiled; first epoch, with the compile, "
+                "{first:.1f} s)",
+            ),
+        ):
+            r = rec.get(name)
+            if r:
+                lines.append(
+                    table_row(
+                        f"{rec['label']}, " + variant.format(first=r["epoch_seconds"][0]),
+                        str(r["seed"]),
+                        f"{r['val_bce']:.4f}",
+                        doc,
+                        "yes" if round(r["val_bce"], 4) <= doc else "NO",
+                        "-",
+                        r["sec_per_epoch"],
+                        r["sec_per_epoch_incl_val"],
+                        **speeds,
+                    )
                 )
-            )
-        c = rec.get("compiled")
-        if c:
-            lines.append(
-                table_row(
-                    f"{rec['label']}, `compile=True` (autograd step compiled; first epoch, "
-                    f"with the compile, {c['epoch_seconds'][0]:.1f} s)",
-                    str(c["seed"]),
-                    f"{c['val_bce']:.4f}",
-                    doc,
-                    "yes" if round(c["val_bce"], 4) <= doc else "NO",
-                    "-",
-                    c["sec_per_epoch"],
-                    c["sec_per_epoch_incl_val"],
-                    **speeds,
-                )
-            )
     for label, keras_run, ours, ratios, median in pairs:
         lines += [
             "",

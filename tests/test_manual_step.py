@@ -57,20 +57,26 @@ def _autograd_step(model, x, seed=1):
     return out, grads
 
 
+def _assert_step_equals_autograd(model, x, loss_abs=None):
+    """One hand-derived step against autograd's (same corruption noise): loss and every
+    parameter's gradient; returns both outputs for further checks."""
+    ref, ref_grads = _autograd_step(model, x)
+    torch.manual_seed(1)
+    out = ManualMLPStep(model).step(x)
+    assert float(out.loss) == pytest.approx(float(ref.loss), rel=1e-12, abs=loss_abs)
+    for (name, p), g in zip(model.named_parameters(), ref_grads, strict=True):
+        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-13, msg=name)
+    return out, ref
+
+
 @pytest.mark.parametrize(("tied", "act", "sparsity", "loss", "corruption"), CASES)
 def test_loss_and_every_gradient_equal_autograds(tied, act, sparsity, loss, corruption):
     x, _ = digits(48)
     model = _model(tied, act, sparsity, loss, corruption).double()
-    x = x.double()
-    ref, ref_grads = _autograd_step(model, x)
-    torch.manual_seed(1)
-    out = ManualMLPStep(model).step(x)
-    assert float(out.loss) == pytest.approx(float(ref.loss), rel=1e-12, abs=1e-14)
+    out, ref = _assert_step_equals_autograd(model, x.double(), loss_abs=1e-14)
     for name in ("recon", "sparsity"):
         assert float(out.terms[name]) == pytest.approx(float(ref.terms[name]), abs=1e-13)
     torch.testing.assert_close(out.code, ref.code.detach(), rtol=0, atol=0)
-    for (name, p), g in zip(model.named_parameters(), ref_grads, strict=True):
-        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-13, msg=name)
 
 
 def test_deep_and_linear_output_models_too():
@@ -79,12 +85,7 @@ def test_deep_and_linear_output_models_too():
         _model(False, "gelu", "kl", "bce", hidden=(48, 32, 20)),
         _model(True, "relu", "l1", "mse", hidden=(40, 20), output="linear"),
     ):
-        model = model.double()
-        ref, ref_grads = _autograd_step(model, x.double())
-        out = ManualMLPStep(model).step(x.double())
-        assert float(out.loss) == pytest.approx(float(ref.loss), rel=1e-12)
-        for p, g in zip(model.parameters(), ref_grads, strict=True):
-            torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-13)
+        _assert_step_equals_autograd(model.double(), x.double())
 
 
 def test_kl_gradient_is_zero_where_the_batch_mean_is_clamped():
@@ -93,11 +94,7 @@ def test_kl_gradient_is_zero_where_the_batch_mean_is_clamped():
     model = _model(False, "relu", "kl", "bce").double()
     with torch.no_grad():
         model.backbone.enc_biases[-1][:4] = -80.0  # sigmoid(-80) < eps: clamped
-    ref, ref_grads = _autograd_step(model, x.double())
-    out = ManualMLPStep(model).step(x.double())
-    assert float(out.loss) == pytest.approx(float(ref.loss), rel=1e-12)
-    for p, g in zip(model.parameters(), ref_grads, strict=True):
-        torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-13)
+    _assert_step_equals_autograd(model, x.double())
 
 
 def test_training_through_the_manual_step_matches_autograd_training():

@@ -75,6 +75,12 @@ def keras_kl_weight(keras_weight: float, batch_size: int) -> float:
     return keras_weight / batch_size
 
 
+def kl_to_target(q: Any, rho: float, log: Callable[[Any], Any] = torch.log) -> Any:
+    """KL(rho || q_j) for each latent's (already clamped) mean activation q_j; ``log`` is
+    torch.log for tensors or numpy.log for arrays (`sparseae.manual_step`'s CPU path)."""
+    return rho * log(rho / q) + (1.0 - rho) * log((1.0 - rho) / (1.0 - q))
+
+
 def _check_nonnegative(name: str, value: float) -> float:
     if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
         raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -163,9 +169,7 @@ class KLSparsity(Sparsity):
 
     def penalty(self, h: Tensor) -> Tensor:
         q = h.mean(dim=0).clamp(self.eps, 1.0 - self.eps)
-        rho = self.rho
-        kl = rho * torch.log(rho / q) + (1.0 - rho) * torch.log((1.0 - rho) / (1.0 - q))
-        return self.weight * kl.sum()
+        return self.weight * kl_to_target(q, self.rho).sum()
 
     def describe(self) -> str:
         return (

@@ -232,6 +232,34 @@ def evaluate(
     return result
 
 
+class _EpochSums:
+    """The epoch's running sums of the loss and its named terms. On the CPU of a single
+    process they are Python floats (float64; each step's `float()` costs less than the tensor
+    ops it replaces, so every step can be checked for NaN); elsewhere tensors on the device,
+    which DDP can average and which are read (a sync) only every few steps."""
+
+    def __init__(self, on_host: bool, device: torch.device) -> None:
+        self.on_host = on_host
+        self.loss: Any = 0.0 if on_host else torch.zeros((), device=device)
+        self.terms: dict[str, Any] = {}
+
+    def add(self, out: Any) -> None:
+        if self.on_host:
+            self.loss += float(out.loss.detach())
+            for name, value in out.terms.items():
+                self.terms[name] = self.terms.get(name, 0.0) + float(value.detach())
+            return
+        self.loss += out.loss.detach()
+        for name, value in out.terms.items():
+            if name in self.terms:
+                self.terms[name] += value.detach()
+            else:
+                self.terms[name] = value.detach().clone()
+
+    def loss_total(self) -> float:
+        return float(self.loss)
+
+
 # ---------------------------------------------------------------------------------------------
 # the trainer
 class Trainer:
@@ -297,8 +325,8 @@ class Trainer:
             step_fn = compiled_step(step_fn, distributed_run=world > 1)
         manual = manual_stepper(model, cfg, world)
         base_lrs = [cfg.lr for _ in self.optimizer.param_groups]  # not the resumed, scheduled lr
-        on_host = self.device.type == "cpu" and world == 1  # sums as floats, every step checked
-        check_every = 50
+        on_host = self.device.type == "cpu" and world == 1  # see _EpochSums
+        check_every = 50  # steps between NaN checks when reading the sums costs a sync
         after_backward = [
             cb.on_after_backward for cb in self.callbacks if _overrides(cb, "on_after_backward")
         ]
@@ -316,12 +344,10 @@ class Trainer:
             batches = source.epoch_batches(epoch, self.step_in_epoch)
             if self.step_in_epoch == 0:
                 torch.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729 * rank)
-            sums: dict[str, Tensor] = {}
+            sums = _EpochSums(on_host, self.device)
             update = opt.step if opt.hooked() else opt.update  # hooks take the stock path
             bar = self._bar(steps_per_epoch, epoch)
             t0 = time.perf_counter()
-            loss_sum = torch.zeros((), device=self.device)
-            loss_host, host_sums = 0.0, {}
             first_step = self.step_in_epoch
             for step, xb in zip(range(first_step, steps_per_epoch), batches, strict=True):
                 if scheduled:
@@ -341,31 +367,17 @@ class Trainer:
                 update()
                 self.global_step += 1
                 self.step_in_epoch = step + 1
-                if on_host:  # CPU: Python floats, cheaper than tensor ops, and float64
-                    loss_value = float(out.loss.detach())
-                    loss_host += loss_value
-                    for name, value in out.terms.items():
-                        host_sums[name] = host_sums.get(name, 0.0) + float(value.detach())
-                    if not math.isfinite(loss_value):
-                        self._diverged(snapshot, epoch, step)
-                else:  # accelerators: tensors, synchronised every `check_every` steps only
-                    loss_sum += out.loss.detach()
-                    for name, value in out.terms.items():
-                        if name in sums:
-                            sums[name] += value.detach()
-                        else:
-                            sums[name] = value.detach().clone()
-                    if (
-                        step % check_every == 0 or step == steps_per_epoch - 1
-                    ) and not math.isfinite(float(loss_sum)):
-                        self._diverged(snapshot, epoch, step)
+                sums.add(out)
                 for hook in step_end:
                     hook(self, out)
+                if (
+                    sums.on_host or step % check_every == 0 or step == steps_per_epoch - 1
+                ) and not math.isfinite(sums.loss_total()):
+                    self._diverged(snapshot, epoch, step)
                 if bar is not None:
                     bar.update(1)
                     if step % 100 == 0:
-                        total = loss_host if on_host else float(loss_sum)
-                        mean = total / (step + 1 - first_step)
+                        mean = sums.loss_total() / (step + 1 - first_step)
                         bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
                 if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
                     if self.step_in_epoch < steps_per_epoch:
@@ -375,16 +387,14 @@ class Trainer:
             if bar is not None:
                 bar.close()
             done = max(1, steps_per_epoch - first_step)  # steps run since (re)start
+            loss_sum, term_sums = sums.loss, sums.terms
             if world > 1:  # log the mean over ranks, as one process would see it
-                loss_sum, sums = distributed.mean_over_ranks(loss_sum, sums)
-            if on_host:
-                loss_sum = torch.tensor(loss_host, dtype=torch.float64)
-                sums = {k: torch.tensor(v, dtype=torch.float64) for k, v in host_sums.items()}
+                loss_sum, term_sums = distributed.mean_over_ranks(loss_sum, term_sums)
             record: dict[str, Any] = {"epoch": epoch + 1, "seconds": seconds}
             record["loss"] = float(loss_sum) / done
             if not math.isfinite(record["loss"]):
                 self._diverged(snapshot, epoch, steps_per_epoch - 1)
-            for name, value in sums.items():
+            for name, value in term_sums.items():
                 record[name] = float(value) / done
             if xv is not None:
                 t_val = time.perf_counter()
