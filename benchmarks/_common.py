@@ -38,3 +38,14 @@ def keras_runs(model: str, epochs: int = 10) -> list[dict[str, Any]]:
         return []
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return [r for r in rows if r["model"] == model and r["epochs"] == epochs]
+
+
+def keras_val_cell(keras: list[dict]) -> str:
+    """Keras' final val loss over its runs here, each distinct value once with its count
+    (seeded Keras runs repeat exactly)."""
+    counts: dict[str, int] = {}
+    for r in keras:
+        key = f"{r['val_loss'][-1]:.4f}"
+        counts[key] = counts.get(key, 0) + 1
+    cells = [v if n == 1 else f"{v} (x{n} runs)" for v, n in counts.items()]
+    return ", ".join(cells) or "-"

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 import sparseae
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, keras_runs  # noqa: E402
+from _common import RESULTS, keras_runs, keras_val_cell  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DOC_BCE = {
@@ -284,7 +284,7 @@ def render(results: dict) -> str:
         doc = DOC_BCE[key]
         runs = sorted(rec.get("ours_runs", {}).values(), key=lambda r: r["seed"])
         if runs:
-            keras = ", ".join(f"{r['val_loss'][-1]:.4f}" for r in keras_runs(key)) or "-"
+            keras = keras_val_cell(keras_runs(key))
             ours_cells = seed_cells(runs, doc, keras)
         else:
             ours_cells = ["-", "-", f"{doc:.4f}", "-", "-", "-"]
@@ -311,7 +311,8 @@ def render(results: dict) -> str:
         "[0, 1]). `s/epoch ours` is the mean over the 10-epoch runs, which ran at different "
         "machine loads; the ratio uses the back-to-back timing only. `val loss (Keras 3 "
         "here)`: the document's own Keras code, 10 epochs, run on this machine by "
-        "`benchmarks/keras_fashion.py` (Keras 3.15.1, TensorFlow CPU), one value per seed.",
+        "`benchmarks/keras_fashion.py` (Keras 3.15.1, TensorFlow CPU), each distinct value "
+        "once with its count (seeded runs repeat).",
         "",
         "Runs recorded (commands, in order):",
         "",

@@ -40,7 +40,7 @@ from sparseae.data import find_shared_data_dir, load_dataset
 from sparseae.sparsity import keras_kl_weight
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, keras_runs, write_results  # noqa: E402
+from _common import RESULTS, keras_runs, keras_val_cell, write_results  # noqa: E402
 
 DOC_KL_BCE = 0.2691
 DOC_STACKED_BCE = 0.2746
@@ -235,17 +235,6 @@ def table_row(
     cells += [f"{with_val:.2f}", f"{peer:.2f}", f"{keras:.2f}" if keras else "-"]
     cells += [f"{peer / secs:.2f}x", f"{keras_ratio:.2f}x" if keras_ratio else "-"]
     return "| " + " | ".join(cells) + " |"
-
-
-def keras_val_cell(keras: list[dict]) -> str:
-    """Keras' final val loss over its runs here, each distinct value once with its count
-    (seeded Keras runs repeat exactly)."""
-    counts: dict[str, int] = {}
-    for r in keras:
-        key = f"{r['val_loss'][-1]:.4f}"
-        counts[key] = counts.get(key, 0) + 1
-    cells = [v if n == 1 else f"{v} (x{n} runs)" for v, n in counts.items()]
-    return ", ".join(cells) or "-"
 
 
 def paired_ratio(keras: dict, ours: dict) -> tuple[list[float], float]:

@@ -8,6 +8,7 @@ import torch
 
 import sparseae
 from sparseae.backbones.conv import conv_code_size
+from sparseae.corruption import make_corruption
 from sparseae.errors import ConfigError
 from sparseae.greedy import shallow_configs, train_layerwise
 from sparseae.train import evaluate
@@ -212,6 +213,20 @@ def test_corruption_only_in_training_and_target_stays_clean(
     assert model.corruption(x) is x
     assert torch.equal(model(x), model(x))
     assert torch.equal(model.step(x).code, model.encode(x))
+
+
+@pytest.mark.parametrize("name, p, survivor", [("dropout", 0.3, 1 / 0.7), ("masking", 0.3, 1.0)])
+def test_dropout_and_masking_zero_a_fraction_p_and_scale_as_keras(
+    name: str, p: float, survivor: float
+) -> None:
+    corruption = make_corruption(name, p=p)
+    x = torch.rand(200, 500) + 0.5  # no zeros of its own
+    torch.manual_seed(0)
+    noisy = corruption.corrupt(x)
+    zeroed = noisy == 0
+    assert abs(float(zeroed.float().mean()) - p) < 0.01
+    assert torch.allclose(noisy[~zeroed], x[~zeroed] * survivor)
+    assert make_corruption(name, p=0.0).corrupt(x).equal(x)
 
 
 def test_train_layerwise_builds_a_sparse_stack_that_fine_tunes() -> None:
