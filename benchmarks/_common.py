@@ -49,3 +49,12 @@ def keras_val_cell(keras: list[dict]) -> str:
         counts[key] = counts.get(key, 0) + 1
     cells = [v if n == 1 else f"{v} (x{n} runs)" for v, n in counts.items()]
     return ", ".join(cells) or "-"
+
+
+def verdict(values: list[float], doc: float) -> str:
+    """Whether our validation BCEs are at or below the document's, compared at its printed
+    precision (4 decimals): "yes", "NO" or how many seeds, as "2/5 seeds"."""
+    ok = [round(v, 4) <= doc for v in values]
+    if all(ok):
+        return "yes"
+    return "NO" if not any(ok) else f"{sum(ok)}/{len(ok)} seeds"

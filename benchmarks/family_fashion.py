@@ -36,7 +36,7 @@ from torch.nn import functional as F
 import sparseae
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, keras_runs, keras_val_cell  # noqa: E402
+from _common import RESULTS, keras_runs, keras_val_cell, verdict  # noqa: E402
 
 DATA_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DOC_BCE = {
@@ -255,10 +255,9 @@ def seed_cells(runs: list[dict], doc: float, keras: str) -> list[str]:
     vals = ", ".join(
         f"{r['val_bce']:.4f}" + (f" (seed {r['seed']})" if len(runs) > 1 else "") for r in runs
     )
-    passed = [round(r["val_bce"], 4) <= doc for r in runs]  # the document prints 4 decimals
-    verdict = "yes" if all(passed) else ("NO" if not any(passed) else "some seeds")
     secs = sum(r["sec_per_epoch"] for r in runs) / len(runs)
-    return [str(runs[0]["epochs"]), vals, f"{doc:.4f}", verdict, keras, f"{secs:.2f}"]
+    met = verdict([r["val_bce"] for r in runs], doc)
+    return [str(runs[0]["epochs"]), vals, f"{doc:.4f}", met, keras, f"{secs:.2f}"]
 
 
 def render(results: dict) -> str:

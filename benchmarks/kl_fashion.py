@@ -11,9 +11,9 @@ per epoch and the speed ratio. It also shows the Keras penalty-scale trap (the d
 weight 0.05 used undivided) and searches a few faster settings for the shortest wall time to
 reach the document's validation BCE 0.2691 on the KL model. Keras' own figures on this machine
 come from ``benchmarks/keras_fashion.py``: give ``--keras-python PATH/TO/python`` (an
-environment with TensorFlow) to run it inside this run, right before sparseae's runs of the
-same recipe, so both speeds come from the same minutes of the same machine; otherwise the
-table uses earlier runs from ``results/keras_fashion.jsonl``.
+environment with TensorFlow) to run it inside this run, epoch by epoch in turns with
+sparseae's first seed of the same recipe, so each pair of epochs sees the same minute of the
+same machine; otherwise the table uses earlier runs from ``results/keras_fashion.jsonl``.
 
 Seconds per epoch are medians over epochs (this machine's speed swings within minutes; one
 slow or lucky epoch must not move the figure), for sparseae, the peer and Keras alike.
@@ -40,7 +40,7 @@ from sparseae.data import find_shared_data_dir, load_dataset
 from sparseae.sparsity import keras_kl_weight
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, keras_runs, keras_val_cell, write_results  # noqa: E402
+from _common import RESULTS, keras_runs, keras_val_cell, verdict, write_results  # noqa: E402
 
 DOC_KL_BCE = 0.2691
 DOC_STACKED_BCE = 0.2746
@@ -280,8 +280,6 @@ def render(results: dict, quick: bool) -> str:
         runs = rec["ours_runs"]
         doc = rec["doc_val_bce"]
         vals = [r["val_bce"] for r in runs]
-        # the document prints 4 decimals, so compare at that precision
-        ok = [round(v, 4) <= doc for v in vals]
         keras = keras_runs(key, epochs)
         same_run = rec.get("keras_same_run")
         paired = None
@@ -299,7 +297,7 @@ def render(results: dict, quick: bool) -> str:
                 ",".join(str(r["seed"]) for r in runs),
                 ", ".join(f"{v:.4f}" for v in vals) + f" (mean {mean_std(vals)})",
                 doc,
-                "yes" if all(ok) else ("NO" if not any(ok) else f"{sum(ok)}/{len(ok)} seeds"),
+                verdict(vals, doc),
                 keras_val_cell(keras),
                 sum(r["sec_per_epoch"] for r in runs) / len(runs),
                 sum(r["sec_per_epoch_incl_val"] for r in runs) / len(runs),
@@ -323,7 +321,7 @@ def render(results: dict, quick: bool) -> str:
                         str(r["seed"]),
                         f"{r['val_bce']:.4f}",
                         doc,
-                        "yes" if round(r["val_bce"], 4) <= doc else "NO",
+                        verdict([r["val_bce"]], doc),
                         "-",
                         r["sec_per_epoch"],
                         r["sec_per_epoch_incl_val"],
@@ -398,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         "--keras-python",
         default=None,
         help="python of an environment with TensorFlow: run the document's Keras code in this "
-        "run, before sparseae's runs of each recipe",
+        "run, epoch by epoch in turns with sparseae's first seed of each recipe",
     )
     ap.add_argument(
         "--render", action="store_true", help="only rewrite the table from the saved JSON"

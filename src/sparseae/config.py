@@ -99,7 +99,7 @@ class TrainConfig:
     max_grad_norm: float | None = None
     eval_batch_size: int = 4096
     # torch.compile the training step: benchmarks/compile_check.py measured 1.35x on the
-    # small-batch MLP recipes after a one-off compile (~18 s cold on 2 cores) and nothing
+    # small-batch MLP recipes after a one-off compile (~20 s cold on 2 cores) and nothing
     # on the arithmetic-bound SAE step, so it is opt-in
     compile: bool = False
     # MLP autoencoders train through a hand-derived forward/backward (sparseae.manual_step:
