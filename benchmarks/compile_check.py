@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 import sparseae
-from sparseae.optim import LeanAdam
-from sparseae.sae import SAE
-from sparseae.sparsity import keras_kl_weight
+from sparseae.models.sae.model import SAE
+from sparseae.sparsities.base import keras_kl_weight
+from sparseae.training.optim import LeanAdam
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 import sparseae
-from sparseae import dashboard
-from sparseae.activations import extract_activations
 from sparseae.apps.classifier import accuracy, accuracy_with_layer_replaced, train_classifier
 from sparseae.data import find_shared_data_dir, load_dataset
-from sparseae.shards import ShardWriter
-from sparseae.train import Trainer
+from sparseae.data.activations import extract_activations
+from sparseae.data.shards import ShardDataset, ShardWriter
+from sparseae.report import dashboard
+from sparseae.training.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LAYER = "act2"
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = {}
         for name, train_data in (("stream", str(shards.folder)), ("memory", None)):
             if train_data is None:
-                train_data = sparseae.shards.ShardDataset(shards.folder).to_numpy()
+                train_data = ShardDataset(shards.folder).to_numpy()
             model = make_sae(args.n_latents, args.k, args.seed)
             t0 = time.perf_counter()
             history = Trainer(model, cfg, progress=False).fit(train_data, test_acts)

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 import sparseae
-from sparseae import dashboard
-from sparseae.activations import extract_activations
 from sparseae.apps.text import load_minilm, stdlib_sentences
-from sparseae.shards import ShardDataset, ShardWriter
-from sparseae.train import Trainer
+from sparseae.data.activations import extract_activations
+from sparseae.data.shards import ShardDataset, ShardWriter
+from sparseae.report import dashboard
+from sparseae.training.trainer import Trainer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LAYER = "encoder.layer.3"

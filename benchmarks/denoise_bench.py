@@ -19,9 +19,9 @@ from scipy import ndimage
 from sklearn.decomposition import PCA
 
 import sparseae
-from sparseae import viz
 from sparseae.apps.denoise import add_gaussian_noise, denoise, psnr
 from sparseae.data import find_shared_data_dir, load_dataset
+from sparseae.report import figures as viz
 
 
 def mse(a: np.ndarray, b: np.ndarray) -> float:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sparseae.sae import SAE
+from sparseae.models.sae.model import SAE
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 import sparseae
-from sparseae import distributed
-from sparseae.train import Trainer
+from sparseae.training import distributed
+from sparseae.training.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.test_ddp import CONFIG, RESUME_CONFIG, data, make_model  # noqa: E402

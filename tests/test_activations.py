@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 import sparseae
-from sparseae import dashboard
-from sparseae.activations import extract_activations
 from sparseae.apps.classifier import MLPClassifier
+from sparseae.data.activations import extract_activations
+from sparseae.data.shards import ShardDataset, ShardWriter
 from sparseae.errors import ConfigError
-from sparseae.shards import ShardDataset, ShardWriter
+from sparseae.report import dashboard
 
 from .helpers import digits
 

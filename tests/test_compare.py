@@ -9,7 +9,7 @@ from matplotlib import image as mpimg
 
 import sparseae
 from sparseae.cli import main
-from sparseae.coding import NeuralSparseCoding, fit_sparse_coding
+from sparseae.models.sparse_coding import NeuralSparseCoding, fit_sparse_coding
 
 from .helpers import digits
 

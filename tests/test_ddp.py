@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 import sparseae
-from sparseae.shards import write_shards
-from sparseae.train import Trainer
+from sparseae.data.shards import write_shards
+from sparseae.training.trainer import Trainer
 
 from .helpers import digits
 

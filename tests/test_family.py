@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import sparseae
-from sparseae.backbones.conv import conv_code_size
-from sparseae.corruption import make_corruption
+from sparseae.corruptions import make_corruption
 from sparseae.errors import ConfigError
-from sparseae.greedy import shallow_configs, train_layerwise
-from sparseae.train import evaluate
+from sparseae.models.autoencoder.backbones.conv import conv_code_size
+from sparseae.training.greedy import shallow_configs, train_layerwise
+from sparseae.training.trainer import evaluate
 
 from .helpers import digits
 
@@ -266,7 +266,7 @@ def test_train_layerwise_builds_a_sparse_stack_that_fine_tunes() -> None:
 
 def test_greedy_stack_equals_composed_shallow_encoders() -> None:
     """Each shallow model's own encode, chained, equals the stacked encode (no re-derivation)."""
-    from sparseae.greedy import stack
+    from sparseae.training.greedy import stack
 
     x, _ = digits(200)
     cfg = sparseae.ModelConfig(d_in=64, hidden=(20,), n_latents=10, activation="relu", loss="bce")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import sparseae
-from sparseae.manual_step import ManualMLPStep, supports
-from sparseae.optim import LeanAdam
-from sparseae.train import manual_stepper
+from sparseae.models.autoencoder.fused_mlp import ManualMLPStep, supports
+from sparseae.training.optim import LeanAdam
+from sparseae.training.trainer import manual_stepper
 
 from .helpers import digits
 
@@ -190,7 +190,7 @@ def test_optimizer_hooks_still_run_during_training():
     model = _model(False, "relu", "none", "mse")
     calls = []
 
-    class CountSteps(sparseae.train.Callback):
+    class CountSteps(sparseae.Callback):
         def on_train_begin(self, trainer):
             trainer.optimizer.register_step_post_hook(lambda *_: calls.append(1))
 

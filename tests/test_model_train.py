@@ -5,7 +5,7 @@ import torch
 
 import sparseae
 from sparseae.errors import DataError, TrainingDivergedError
-from sparseae.train import Trainer
+from sparseae.training.trainer import Trainer
 
 from .helpers import digits
 

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from sparseae.cli import main
-from sparseae.shards import write_shards
-from sparseae.train import TRAINER_STATE_FILE
+from sparseae.data.shards import write_shards
+from sparseae.training.trainer import TRAINER_STATE_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 

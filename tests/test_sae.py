@@ -6,8 +6,9 @@ import pytest
 import torch
 
 import sparseae
-from sparseae.sae import SAE, SAEConfig
-from sparseae.sae_training import (
+from sparseae.models.sae.model import SAE, SAEConfig
+from sparseae.sparsities.base import make_sparsity
+from sparseae.training.dictionary import (
     ResampleDeadLatents,
     SparsityWarmup,
     UnitNormDecoder,
@@ -17,7 +18,6 @@ from sparseae.sae_training import (
     input_scale,
     remove_parallel_grad,
 )
-from sparseae.sparsity import make_sparsity
 
 
 def _dictionary_data(n: int = 1024, d: int = 32, atoms: int = 48, k: int = 3, seed: int = 0):
@@ -220,7 +220,7 @@ def test_train_sae_cli_and_firing_histogram(tmp_path, capsys):
 
     from sparseae.cli import main
     from sparseae.metrics import SparsityStats
-    from sparseae.sae_viz import firing_frequency_histogram
+    from sparseae.report.sae_figures import firing_frequency_histogram
 
     np.save(tmp_path / "acts.npy", _dictionary_data(n=1200).numpy())
     args = ["train-sae", "--dataset", str(tmp_path / "acts.npy"), "--scale", "none"]

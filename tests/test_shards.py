@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import sparseae
+from sparseae.data.shards import ShardDataset, ShardWriter, StreamSource, write_shards
 from sparseae.errors import DataError
-from sparseae.shards import ShardDataset, ShardWriter, StreamSource, write_shards
-from sparseae.train import Trainer
+from sparseae.training.trainer import Trainer
 
 from .helpers import digits
 

@@ -3,7 +3,7 @@ import torch
 
 import sparseae
 from sparseae.errors import ConfigError
-from sparseae.sparsity import keras_kl_weight, make_sparsity, topk_mask
+from sparseae.sparsities.base import keras_kl_weight, make_sparsity, topk_mask
 
 from .helpers import digits
 

@@ -10,23 +10,23 @@
 
 __version__ = "0.1.0"
 
-from .checkpoint import load, read_history, save
-from .config import ModelConfig, TrainConfig
-from .errors import (
+from sparseae.checkpoint import load, read_history, save
+from sparseae.config import ModelConfig, TrainConfig
+from sparseae.errors import (
     CheckpointError,
     ConfigError,
     DataError,
     SparseAEError,
     TrainingDivergedError,
 )
-from .model import Autoencoder
-from .sparsity import Sparsity, register_sparsity, sparsity_names
-from .train import Callback, History, Trainer, evaluate, fit
+from sparseae.models.autoencoder.model import Autoencoder
+from sparseae.sparsities.base import Sparsity, register_sparsity, sparsity_names
+from sparseae.training.trainer import Callback, History, Trainer, evaluate, fit
 
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy: scikit-learn loads only when asked
     if name in ("SparseAutoencoder", "SparseAEDetector"):
-        from . import estimator
+        from sparseae import estimator
 
         return getattr(estimator, name)
     raise AttributeError(f"module 'sparseae' has no attribute {name!r}")
@@ -34,7 +34,7 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy: scikit-learn loads only when
 
 def load_dataset(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export
     """See `sparseae.data.load_dataset` (imported lazily: it pulls in scikit-learn)."""
-    from .data import load_dataset as _load_dataset
+    from sparseae.data import load_dataset as _load_dataset
 
     return _load_dataset(*args, **kwargs)
 
@@ -63,5 +63,5 @@ __all__ = [
     "save",
     "sparsity_names",
 ]
-from .sae import SAE as SAE  # noqa: E402  (needs the core above)
-from .sae import SAEConfig as SAEConfig  # noqa: E402
+from sparseae.models.sae.model import SAE as SAE  # noqa: E402  (needs the core above)
+from sparseae.models.sae.model import SAEConfig as SAEConfig  # noqa: E402

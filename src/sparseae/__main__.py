@@ -1,3 +1,3 @@
-from .cli import main
+from sparseae.cli import main
 
 raise SystemExit(main())

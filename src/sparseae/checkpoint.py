@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .errors import CheckpointError
+from sparseae.errors import CheckpointError
 
 FORMAT = "sparseae"
 FORMAT_VERSION = 1
@@ -113,7 +113,7 @@ def save(
     """Write ``config.json`` + ``model.safetensors`` (+ ``history.jsonl``) into folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    from . import __version__
+    from sparseae import __version__
 
     config = {
         "format": FORMAT,

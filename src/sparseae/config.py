@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ConfigError
+from sparseae.errors import ConfigError
 
 
 def _tuple(value: Any) -> tuple[int, ...]:

@@ -23,11 +23,11 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .checkpoint import atomic_write_text, load, save
-from .config import ModelConfig, TrainConfig
-from .errors import ConfigError
-from .model import Autoencoder
-from .train import Trainer
+from sparseae.checkpoint import atomic_write_text, load, save
+from sparseae.config import ModelConfig, TrainConfig
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.model import Autoencoder
+from sparseae.training.trainer import Trainer
 
 
 class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
@@ -262,7 +262,7 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
     def load(cls, folder: str | Path) -> SparseAutoencoder:
         import json
 
-        from .checkpoint import read_config, read_history
+        from sparseae.checkpoint import read_config, read_history
 
         folder = Path(folder)
         config = read_config(folder)

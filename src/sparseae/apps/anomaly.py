@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..train import as_tensor, model_device
+from sparseae.training.trainer import as_tensor, model_device
 
 
 @torch.no_grad()
@@ -32,7 +32,7 @@ def threshold_from_errors(
 ) -> float:
     """Document 002's mean + n_std x std rule, or the (1 - contamination) quantile."""
     if (contamination is None) == (n_std is None):
-        from ..errors import ConfigError
+        from sparseae.errors import ConfigError
 
         raise ConfigError("give exactly one of contamination or n_std")
     if n_std is not None:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..train import as_tensor, model_device
+from sparseae.training.trainer import as_tensor, model_device
 
 
 def add_gaussian_noise(

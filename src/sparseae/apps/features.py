@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..train import as_tensor, model_device
+from sparseae.training.trainer import as_tensor, model_device
 
 
 @torch.no_grad()
@@ -56,7 +56,7 @@ def embedding_figure(
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
-    from ..viz import plt
+    from sparseae.report.figures import plt
 
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(codes))[:max_points]

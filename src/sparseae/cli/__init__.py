@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from ..errors import SparseAEError
+from sparseae.errors import SparseAEError
 
 #: sub-command modules, in the order ``sparseae --help`` lists them
 COMMANDS = ("train", "compare", "ae-vs-sae", "encode", "detect", "denoise", "train-sae")
@@ -29,7 +29,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from sparseae import __version__
 
     parser = OneLineParser(
         prog="sparseae",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import options
+from sparseae.cli import options
 
 
 def add_parser(sub: Any) -> None:
@@ -40,7 +40,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.ae_vs_sae import AEvsSAESettings, run_ae_vs_sae
+    from sparseae.experiments.ae_vs_sae import AEvsSAESettings, run_ae_vs_sae
 
     settings = AEvsSAESettings(
         hidden=args.hidden,

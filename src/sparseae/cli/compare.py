@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import options
+from sparseae.cli import options
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -13,7 +13,7 @@ def _methods(text: str) -> tuple[str, ...]:
 
 
 def add_parser(sub: Any) -> None:
-    from ..experiments.compare import METHODS, CompareSettings
+    from sparseae.experiments.compare import METHODS, CompareSettings
 
     d = CompareSettings()  # one place for the defaults
 
@@ -82,7 +82,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiments.compare import CompareSettings, run_compare
+    from sparseae.experiments.compare import CompareSettings, run_compare
 
     settings = CompareSettings(
         methods=args.methods,

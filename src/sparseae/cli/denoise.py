@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import options
+from sparseae.cli import options
 
 
 def add_parser(sub: Any) -> None:
@@ -46,13 +46,13 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .. import viz
-    from ..apps.denoise import add_gaussian_noise, denoise, psnr
-    from ..checkpoint import load, save
-    from ..errors import DataError
-    from ..model import Autoencoder
-    from ..train import fit
-    from .encode import check_features
+    from sparseae.apps.denoise import add_gaussian_noise, denoise, psnr
+    from sparseae.checkpoint import load, save
+    from sparseae.cli.encode import check_features
+    from sparseae.errors import DataError
+    from sparseae.models.autoencoder.model import Autoencoder
+    from sparseae.report import figures as viz
+    from sparseae.training.trainer import fit
 
     data = options.load_data(args)
     if data.scale not in ("unit", "minmax"):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from . import options
+from sparseae.cli import options
 
 
 def add_parser(sub: Any) -> None:
@@ -59,12 +59,12 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..apps.anomaly import auroc, reconstruction_errors, threshold_from_errors
-    from ..checkpoint import load
-    from ..errors import ConfigError
-    from ..model import Autoencoder
-    from ..train import fit
-    from .encode import check_features
+    from sparseae.apps.anomaly import auroc, reconstruction_errors, threshold_from_errors
+    from sparseae.checkpoint import load
+    from sparseae.cli.encode import check_features
+    from sparseae.errors import ConfigError
+    from sparseae.models.autoencoder.model import Autoencoder
+    from sparseae.training.trainer import fit
 
     if args.contamination is not None and not 0 < args.contamination < 0.5:
         raise ConfigError(f"--contamination must lie in (0, 0.5), got {args.contamination}")

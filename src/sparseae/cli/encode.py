@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import options
+from sparseae.cli import options
 
 
 def add_parser(sub: Any) -> None:
@@ -31,7 +31,7 @@ def add_parser(sub: Any) -> None:
 
 
 def check_features(model: Any, data: Any) -> None:
-    from ..errors import DataError
+    from sparseae.errors import DataError
 
     if model.d_in != data.d_in:
         raise DataError(
@@ -41,8 +41,8 @@ def check_features(model: Any, data: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..apps.features import encode
-    from ..checkpoint import load
+    from sparseae.apps.features import encode
+    from sparseae.checkpoint import load
 
     model = load(args.model)
     data = options.load_data(args)

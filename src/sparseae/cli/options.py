@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..backbones import backbone_names
-from ..corruption import corruption_names
-from ..errors import ConfigError
-from ..nn_utils import ACTIVATIONS
-from ..sparsity import sparsity_names
+from sparseae.corruptions import corruption_names
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.backbones import backbone_names
+from sparseae.nn_utils import ACTIVATIONS
+from sparseae.sparsities.base import sparsity_names
 
 
 def positive_int(text: str) -> int:
@@ -103,11 +103,11 @@ def add_data_options(parser: argparse.ArgumentParser, default: str = "digits") -
 
 
 def load_data(args: argparse.Namespace) -> Any:
-    from ..shards import is_shard_folder, shard_data
+    from sparseae.data.shards import is_shard_folder, shard_data
 
     if is_shard_folder(args.dataset):  # streamed from disk by the trainer, never loaded whole
         return shard_data(args.dataset)
-    from ..data import load_dataset
+    from sparseae.data import load_dataset
 
     label: Any = args.label_column
     if isinstance(label, str) and label.isdigit():
@@ -208,7 +208,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def model_config_from_args(
     args: argparse.Namespace, d_in: int, input_shape: Any = None, data_scale: str = "unit"
 ) -> Any:
-    from ..config import ModelConfig
+    from sparseae.config import ModelConfig
 
     hidden, n_latents, backbone_params = _backbone_shape(args, input_shape)
     code_act = args.code_activation
@@ -227,7 +227,7 @@ def model_config_from_args(
         params["alpha"] = args.alpha
     if args.sparsity == "kl" and args.penalty_scale == "keras":
         params["weight"] = params.get("weight", 0.1) / args.batch_size
-    from ..sparsity import sparsity_class
+    from sparseae.sparsities.base import sparsity_class
 
     allowed = set(sparsity_class(args.sparsity).param_names)
     stray = set(params) - allowed
@@ -270,7 +270,11 @@ def _backbone_shape(args: argparse.Namespace, input_shape: Any) -> tuple[tuple, 
             raise ConfigError("--lstm-code-head applies to --backbone lstm only")
         params["code_head"] = args.lstm_code_head
     if args.backbone == "conv":
-        from ..backbones.conv import DEFAULT_CHANNELS, conv_code_size, image_dims
+        from sparseae.models.autoencoder.backbones.conv import (
+            DEFAULT_CHANNELS,
+            conv_code_size,
+            image_dims,
+        )
 
         if args.hidden is not None and len(args.hidden) > 1:
             raise ConfigError(
@@ -291,7 +295,7 @@ def _backbone_shape(args: argparse.Namespace, input_shape: Any) -> tuple[tuple, 
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    from ..config import LR_SCHEDULES
+    from sparseae.config import LR_SCHEDULES
 
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=10, help="default: 10")
@@ -327,7 +331,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def train_config_from_args(args: argparse.Namespace) -> Any:
-    from ..config import TrainConfig
+    from sparseae.config import TrainConfig
 
     return TrainConfig(
         epochs=args.epochs,

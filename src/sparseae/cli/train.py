@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import options
+from sparseae.cli import options
 
 
 def add_parser(sub: Any) -> None:
@@ -74,10 +74,10 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..checkpoint import save
-    from ..distributed import init_from_env, is_main_process
-    from ..model import Autoencoder
-    from ..train import Trainer, evaluate
+    from sparseae.checkpoint import save
+    from sparseae.models.autoencoder.model import Autoencoder
+    from sparseae.training.distributed import init_from_env, is_main_process
+    from sparseae.training.trainer import Trainer, evaluate
 
     init_from_env(args.device)  # joins torchrun's process group; no-op for one process
     if not is_main_process():  # rank 0 alone prints and writes
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     torch.manual_seed(args.seed)
     if args.layerwise:
-        from ..greedy import train_layerwise
+        from sparseae.training.greedy import train_layerwise
 
         val_x = data.val.x if len(data.val) else None
         model = train_layerwise(

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..sparsity import sparsity_names
-from . import options
+from sparseae.cli import options
+from sparseae.errors import ConfigError
+from sparseae.sparsities.base import sparsity_names
 
 
 def add_parser(sub: Any) -> None:
@@ -88,17 +88,17 @@ def _sparsity_params(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..checkpoint import save
-    from ..metrics import SparsityStats, fraction_variance_explained, normalized_mse
-    from ..sae import SAE, SAEConfig
-    from ..sae_training import (
+    from sparseae.checkpoint import save
+    from sparseae.metrics import SparsityStats, fraction_variance_explained, normalized_mse
+    from sparseae.models.sae.model import SAE, SAEConfig
+    from sparseae.training.dictionary import (
         SparsityWarmup,
         UnitNormDecoder,
         fold_input_scale,
         init_decoder_bias,
         input_scale,
     )
-    from ..train import Trainer
+    from sparseae.training.trainer import Trainer
 
     data = options.load_data(args)
     x_train = torch.as_tensor(data.train.x)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import DataError
-from .core import SCALES, Dataset, Split, check_limit
-from .fetch import verify_checksums
-from .named import NAMED_DATASETS, load_digits, load_idx_dataset, normalize_name
+from sparseae.data.core import SCALES, Dataset, Split, check_limit
+from sparseae.data.fetch import verify_checksums
+from sparseae.data.named import NAMED_DATASETS, load_digits, load_idx_dataset, normalize_name
+from sparseae.errors import DataError
 
 __all__ = [
     "NAMED_DATASETS",
@@ -54,7 +54,7 @@ def load_dataset(
     split. `limit` keeps the first N rows of each split, for quick tests.
     Raises `DataError` (bad or missing data) or `ConfigError` (bad options).
     """
-    from ..errors import ConfigError
+    from sparseae.errors import ConfigError
 
     check_limit(limit)
     if scale is not None and scale not in SCALES:
@@ -81,7 +81,7 @@ def load_dataset(
         )
     path = Path(raw).expanduser()
     if path.is_file():
-        from .arrays import load_array_file
+        from sparseae.data.arrays import load_array_file
 
         return load_array_file(
             path,

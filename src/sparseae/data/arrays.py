@@ -13,8 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from .core import Dataset, apply_scale, check_finite, make_split, resolve_count, split_indices
+from sparseae.data.core import (
+    Dataset,
+    apply_scale,
+    check_finite,
+    make_split,
+    resolve_count,
+    split_indices,
+)
+from sparseae.errors import ConfigError, DataError
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv")
 

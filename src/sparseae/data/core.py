@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from sparseae.errors import ConfigError, DataError
 
 SCALES: tuple[str, ...] = ("unit", "minmax", "standard", "none")
 

@@ -23,7 +23,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from ..errors import DataError
+from sparseae.errors import DataError
 
 IDX_FILES: tuple[str, ...] = (
     "train-images-idx3-ubyte",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from sparseae.errors import DataError
 
 # IDX type codes (third byte of the magic number) -> big-endian NumPy dtype.
 IDX_DTYPES: dict[int, str] = {

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
-from . import fetch, idx
-from .core import Dataset, apply_scale, make_split, resolve_count, split_indices
+from sparseae.data import fetch, idx
+from sparseae.data.core import Dataset, apply_scale, make_split, resolve_count, split_indices
+from sparseae.errors import ConfigError, DataError
 
 NAMED_DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "kmnist")
 

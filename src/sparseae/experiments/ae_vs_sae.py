@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import viz
-from ..checkpoint import atomic_write_text
-from ..config import TrainConfig
-from ..errors import ConfigError
-from ..model import Autoencoder
-from ..report import Report
-from ..train import Trainer
+from sparseae.checkpoint import atomic_write_text
+from sparseae.config import TrainConfig
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.model import Autoencoder
+from sparseae.report import figures as viz
+from sparseae.report.html import Report
+from sparseae.training.trainer import Trainer
 
 
 @dataclass

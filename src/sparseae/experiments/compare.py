@@ -27,15 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import viz
-from ..callbacks import FilterSnapshots, snapshot_epochs
-from ..checkpoint import atomic_write_text
-from ..coding import NeuralSparseCoding, SparseCodingConfig, fit_sparse_coding
-from ..config import TrainConfig
-from ..errors import ConfigError
-from ..model import Autoencoder
-from ..report import Report
-from ..train import Trainer, evaluate
+from sparseae.checkpoint import atomic_write_text
+from sparseae.config import TrainConfig
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.model import Autoencoder
+from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig, fit_sparse_coding
+from sparseae.report import figures as viz
+from sparseae.report.html import Report
+from sparseae.training.callbacks import FilterSnapshots, snapshot_epochs
+from sparseae.training.trainer import Trainer, evaluate
 
 METHODS = ("plain", "l2", "kl", "arora", "topk")
 

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import checkpoint, distributed
-from .config import TrainConfig
-from .errors import ConfigError, DataError, TrainingDivergedError
-from .metrics import SparsityStats
-from .optim import LeanAdam
-from .sources import make_source
+from sparseae import checkpoint
+from sparseae.config import TrainConfig
+from sparseae.data.sources import make_source
+from sparseae.errors import ConfigError, DataError, TrainingDivergedError
+from sparseae.metrics import SparsityStats
+from sparseae.training import distributed
+from sparseae.training.optim import LeanAdam
 
 TRAINER_STATE_FILE = "trainer_state.safetensors"
 
@@ -192,7 +193,7 @@ def manual_stepper(model: nn.Module, config: TrainConfig, world_size: int) -> An
     ``compile`` (which traces the autograd step)."""
     if not config.manual_backward or config.compile or world_size > 1:
         return None
-    from .manual_step import ManualMLPStep, supports
+    from sparseae.models.autoencoder.fused_mlp import ManualMLPStep, supports
 
     return ManualMLPStep(model) if supports(model) is None else None
 

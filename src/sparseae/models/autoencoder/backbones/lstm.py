@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from ..errors import ConfigError
-from ..nn_utils import glorot_linear
-from . import Backbone, register_backbone
+from sparseae.config import ModelConfig
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.backbones import Backbone, register_backbone
+from sparseae.nn_utils import glorot_linear
 
 _PARAMS = ("code_head",)
 

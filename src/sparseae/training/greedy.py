@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig, TrainConfig
-from .errors import ConfigError
-from .model import Autoencoder
-from .train import as_tensor, fit
+from sparseae.config import ModelConfig, TrainConfig
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.model import Autoencoder
+from sparseae.training.trainer import as_tensor, fit
 
 
 def shallow_configs(config: ModelConfig) -> list[ModelConfig]:

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import atomic_write_text
+from sparseae.checkpoint import atomic_write_text
 
 
 # ---------------------------------------------------------------------------------------------
 # codes
 def _row_batches(x: Any, batch_size: int) -> Iterator[np.ndarray | Tensor]:
-    from .shards import ShardDataset
+    from sparseae.data.shards import ShardDataset
 
     if isinstance(x, ShardDataset):
         for start in range(0, len(x), batch_size):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from ..errors import ConfigError
-from ..nn_utils import activation, glorot_linear
-from . import Backbone, register_backbone
+from sparseae.config import ModelConfig
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.backbones import Backbone, register_backbone
+from sparseae.nn_utils import activation, glorot_linear
 
 
 class MLPBackbone(Backbone):

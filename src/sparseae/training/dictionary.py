@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
-from .sae import SAE
-from .train import Callback
+from sparseae.errors import ConfigError
+from sparseae.models.sae.model import SAE
+from sparseae.training.trainer import Callback
 
 
 class UnitNormDecoder(Callback):

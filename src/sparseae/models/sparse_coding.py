@@ -30,10 +30,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import register_kind
-from .errors import ConfigError
-from .model import StepOutput
-from .train import Callback, History, as_tensor, evaluate
+from sparseae.checkpoint import register_kind
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.model import StepOutput
+from sparseae.training.trainer import Callback, History, as_tensor, evaluate
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError, DataError
+from sparseae.errors import ConfigError, DataError
 
 REDUCTIONS = ("auto", "tokens", "mean", "first", "flatten")
 

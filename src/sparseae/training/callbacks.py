@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .train import Callback
+from sparseae.training.trainer import Callback
 
 
 class FilterSnapshots(Callback):

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
-from .sparsity import Sparsity, _check_nonnegative, register_sparsity
+from sparseae.errors import ConfigError
+from sparseae.sparsities.base import Sparsity, _check_nonnegative, register_sparsity
 
 
 def _check_k(name: str, k: Any, n_latents: int) -> int:

@@ -33,9 +33,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import atomic_write_text
-from .errors import ConfigError, DataError
-from .sources import BatchSource, epoch_generator, global_steps, rank_rows
+from sparseae.checkpoint import atomic_write_text
+from sparseae.data.sources import BatchSource, epoch_generator, global_steps, rank_rows
+from sparseae.errors import ConfigError, DataError
 
 INDEX_FILE = "index.json"
 FORMAT = "sparseae-shards"

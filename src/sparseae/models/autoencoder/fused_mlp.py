@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .backbones.mlp import MLPBackbone
-from .corruption import NoCorruption
-from .model import Autoencoder, StepOutput
-from .nn_utils import ACTIVATIONS
-from .sparsity import KLSparsity, L1Sparsity, NoSparsity, TopKSparsity, kl_to_target
+from sparseae.corruptions import NoCorruption
+from sparseae.models.autoencoder.backbones.mlp import MLPBackbone
+from sparseae.models.autoencoder.model import Autoencoder, StepOutput
+from sparseae.nn_utils import ACTIVATIONS
+from sparseae.sparsities.base import KLSparsity, L1Sparsity, NoSparsity, TopKSparsity, kl_to_target
 
 _SUPPORTED_ACTIVATIONS = frozenset({"relu", "gelu", "sigmoid", "tanh", "linear"})
 _SUPPORTED_SPARSITY = (NoSparsity, L1Sparsity, KLSparsity, TopKSparsity)

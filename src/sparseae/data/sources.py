@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .errors import ConfigError
+from sparseae.errors import ConfigError
 
 
 def epoch_generator(seed: int, epoch: int, salt: int = 0) -> torch.Generator:
@@ -109,7 +109,7 @@ def make_source(
     `ShardDataset` streamed from disk, anything array-like held in memory."""
     from pathlib import Path
 
-    from .shards import ShardDataset, StreamSource, is_shard_folder
+    from sparseae.data.shards import ShardDataset, StreamSource, is_shard_folder
 
     if isinstance(data, BatchSource):
         data.check(batch_size, rank, world_size)
@@ -125,7 +125,7 @@ def make_source(
             world_size=world_size,
             device=device,
         )
-    from .train import as_tensor
+    from sparseae.training.trainer import as_tensor
 
     return InMemorySource(
         as_tensor(data, "training data"), batch_size, seed, device, rank, world_size

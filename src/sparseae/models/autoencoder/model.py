@@ -14,12 +14,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .backbones import Backbone, make_backbone
-from .config import ModelConfig
-from .corruption import Corruption, make_corruption
-from .errors import ConfigError
-from .nn_utils import UNIT_INTERVAL_ACTIVATIONS, activation
-from .sparsity import Sparsity, make_sparsity
+from sparseae.config import ModelConfig
+from sparseae.corruptions import Corruption, make_corruption
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.backbones import Backbone, make_backbone
+from sparseae.nn_utils import UNIT_INTERVAL_ACTIVATIONS, activation
+from sparseae.sparsities.base import Sparsity, make_sparsity
 
 
 @dataclass
@@ -130,7 +130,7 @@ def _build_from_config(config: dict[str, Any]) -> Autoencoder:
 
 
 def _register() -> None:
-    from .checkpoint import register_kind
+    from sparseae.checkpoint import register_kind
 
     register_kind("autoencoder", _build_from_config)
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from sparseae.errors import ConfigError
 
 _REGISTRY: dict[str, type[Sparsity]] = {}
 
@@ -240,4 +240,4 @@ class TopKSparsity(Sparsity):
 
 
 # registers batchtopk and jumprelu
-from . import sparsity_modern as _sparsity_modern  # noqa: E402,F401
+from sparseae.sparsities import modern as _sparsity_modern  # noqa: E402,F401

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from sparseae.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..config import ModelConfig
+    from sparseae.config import ModelConfig
 
 _REGISTRY: dict[str, Callable[[ModelConfig], Backbone]] = {}
 
@@ -53,6 +53,6 @@ def make_backbone(config: ModelConfig) -> Backbone:
     return _REGISTRY[config.backbone](config)
 
 
-from . import conv as _conv  # noqa: E402,F401  (registers "conv")
-from . import lstm as _lstm  # noqa: E402,F401  (registers "lstm")
-from . import mlp as _mlp  # noqa: E402,F401  (registers "mlp")
+from sparseae.models.autoencoder.backbones import conv as _conv  # noqa: E402,F401  (registers "conv")
+from sparseae.models.autoencoder.backbones import lstm as _lstm  # noqa: E402,F401  (registers "lstm")
+from sparseae.models.autoencoder.backbones import mlp as _mlp  # noqa: E402,F401  (registers "mlp")

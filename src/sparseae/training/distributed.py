@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from torch import distributed as dist
 
-from .errors import ConfigError
+from sparseae.errors import ConfigError
 
 
 def rank_and_world() -> tuple[int, int]:

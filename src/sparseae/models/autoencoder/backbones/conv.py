@@ -19,10 +19,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..config import ModelConfig
-from ..errors import ConfigError
-from ..nn_utils import activation, glorot_linear
-from . import Backbone, register_backbone
+from sparseae.config import ModelConfig
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.backbones import Backbone, register_backbone
+from sparseae.nn_utils import activation, glorot_linear
 
 DEFAULT_CHANNELS = (16, 32, 64)
 _PARAMS = ("channels", "kernel_size", "pool")

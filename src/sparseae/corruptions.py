@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .errors import ConfigError
+from sparseae.errors import ConfigError
 
 _REGISTRY: dict[str, type[Corruption]] = {}
 

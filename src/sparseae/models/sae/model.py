@@ -27,10 +27,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .errors import ConfigError
-from .model import StepOutput
-from .sparsity import Sparsity, TopKSparsity, make_sparsity
-from .sparsity_modern import BatchTopKSparsity
+from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.model import StepOutput
+from sparseae.sparsities.base import Sparsity, TopKSparsity, make_sparsity
+from sparseae.sparsities.modern import BatchTopKSparsity
 
 
 @dataclass(frozen=True)
@@ -310,7 +310,7 @@ def _build(config: dict[str, Any]) -> SAE:
 
 
 def _register() -> None:
-    from .checkpoint import register_kind
+    from sparseae.checkpoint import register_kind
 
     register_kind("sae", _build)
 
