@@ -24,7 +24,7 @@ import torch
 
 import sparseae
 from sparseae.models.sae.model import SAE
-from sparseae.sparsities.base import keras_kl_weight
+from sparseae.sparsities import keras_kl_weight
 from sparseae.training.optim import LeanAdam
 
 HERE = Path(__file__).resolve().parent

@@ -37,7 +37,7 @@ from torch import nn
 
 import sparseae
 from sparseae.data import find_shared_data_dir, load_dataset
-from sparseae.sparsities.base import keras_kl_weight
+from sparseae.sparsities import keras_kl_weight
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, keras_runs, keras_val_cell, verdict, write_results  # noqa: E402

@@ -121,7 +121,6 @@ def test_help_explains_every_option(capsys):
         "--hidden",
         "--sparsity",
         "--rho",
-        "--beta",
         "--k",
         "--alpha",
         "--loss",

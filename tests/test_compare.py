@@ -9,7 +9,7 @@ from matplotlib import image as mpimg
 
 import sparseae
 from sparseae.cli import main
-from sparseae.models.sparse_coding import NeuralSparseCoding, fit_sparse_coding
+from sparseae.models.sparse_coding import NeuralSparseCoding
 
 from .helpers import digits
 
@@ -91,7 +91,7 @@ def test_arora_rule_learns_unit_norm_atoms_and_round_trips(tmp_path):
     x, _ = digits()
     torch.manual_seed(0)
     model = NeuralSparseCoding(d_in=64, n_latents=48, lr=0.05, target_l0=6)
-    hist = fit_sparse_coding(model, x[:1400], x[1400:], epochs=6, batch_size=64, seed=1)
+    hist = sparseae.fit(model, x[:1400], x[1400:], epochs=6, batch_size=64, seed=1)
     assert hist["recon"][-1] < hist["recon"][0]
     norms = model.A.norm(dim=0)
     assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)

@@ -10,8 +10,8 @@ import sparseae
 from sparseae.corruptions import make_corruption
 from sparseae.errors import ConfigError
 from sparseae.models.autoencoder.backbones.conv import conv_code_size
+from sparseae.training.evaluate import evaluate
 from sparseae.training.greedy import shallow_configs, train_layerwise
-from sparseae.training.trainer import evaluate
 
 from .helpers import digits
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import sparseae
-from sparseae.models.autoencoder.fused_mlp import ManualMLPStep, supports
+from sparseae.models.autoencoder.fused_mlp import FusedMLPStep, supports
 from sparseae.training.optim import LeanAdam
-from sparseae.training.trainer import manual_stepper
+from sparseae.training.trainer import Trainer
 
 from .helpers import digits
 
@@ -62,7 +62,7 @@ def _assert_step_equals_autograd(model, x, loss_abs=None):
     parameter's gradient; returns both outputs for further checks."""
     ref, ref_grads = _autograd_step(model, x)
     torch.manual_seed(1)
-    out = ManualMLPStep(model).step(x)
+    out = FusedMLPStep(model).step(x)
     assert float(out.loss) == pytest.approx(float(ref.loss), rel=1e-12, abs=loss_abs)
     for (name, p), g in zip(model.named_parameters(), ref_grads, strict=True):
         torch.testing.assert_close(p.grad, g, rtol=1e-10, atol=1e-13, msg=name)
@@ -122,15 +122,27 @@ def test_training_through_the_manual_step_matches_autograd_training():
 
 
 def test_the_trainer_uses_it_only_where_it_is_exact():
-    from sparseae.config import TrainConfig
+    from sparseae.training.config import TrainConfig
 
-    cfg = TrainConfig()
+    x, _ = digits(64)
+    cfg = TrainConfig(epochs=1, device="cpu")
     mlp = _model(False, "gelu", "kl", "bce")
     assert supports(mlp) is None
-    assert isinstance(manual_stepper(mlp, cfg, world_size=1), ManualMLPStep)
-    assert manual_stepper(mlp, cfg.replace(manual_backward=False), 1) is None
-    assert manual_stepper(mlp, cfg.replace(compile=True), 1) is None
-    assert manual_stepper(mlp, cfg, world_size=2) is None  # DDP's hooks live in autograd
+    assert isinstance(mlp.fused_step(), FusedMLPStep)
+
+    def fused_used(config):
+        trainer = Trainer(mlp, config)
+        trainer.fit(x)
+        return trainer.fused
+
+    assert isinstance(fused_used(cfg), FusedMLPStep)
+    assert fused_used(cfg.replace(manual_backward=False)) is None
+
+    class Custom(sparseae.Autoencoder):
+        pass
+
+    assert "plain Autoencoder" in supports(Custom(mlp.config), sparseae.Autoencoder)
+    assert Custom(mlp.config).fused_step() is None  # a subclass may change the objective
     torch.manual_seed(0)
     conv = sparseae.Autoencoder(d_in=784, n_latents=576, backbone="conv", input_shape=(28, 28))
     assert "conv" in supports(conv)
@@ -149,13 +161,13 @@ def test_the_trainer_uses_it_only_where_it_is_exact():
     frozen.backbone.enc_weights[0].requires_grad_(False)
     assert supports(frozen) == "frozen parameters"
     with pytest.raises(ValueError, match="frozen"):
-        ManualMLPStep(frozen)
+        FusedMLPStep(frozen)
 
 
 def test_gradient_buffers_survive_zero_grad_and_new_storage():
     x, _ = digits(32)
     model = _model(False, "relu", "l1", "mse")
-    step = ManualMLPStep(model)
+    step = FusedMLPStep(model)
     step.step(x)
     model.zero_grad(set_to_none=True)
     step.step(x)

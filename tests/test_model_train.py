@@ -129,7 +129,7 @@ def test_load_errors_are_checkpoint_errors(tmp_path):
 
 
 def test_interrupted_save_leaves_previous_files_intact(tmp_path, monkeypatch):
-    from sparseae import checkpoint
+    from sparseae import atomic
 
     model = _model()
     sparseae.save(model, tmp_path)
@@ -138,7 +138,7 @@ def test_interrupted_save_leaves_previous_files_intact(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint, "save_file", boom)
+    monkeypatch.setattr(atomic, "save_file", boom)
     with torch.no_grad():
         model.backbone.enc_biases[0].add_(1.0)
     with pytest.raises(OSError):

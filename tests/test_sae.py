@@ -6,18 +6,24 @@ import pytest
 import torch
 
 import sparseae
-from sparseae.models.sae.model import SAE, SAEConfig
-from sparseae.sparsities.base import make_sparsity
+from sparseae.models.sae.config import SAEConfig
+from sparseae.models.sae.model import SAE
+from sparseae.sparsities import make_sparsity
+from sparseae.training.config import TrainConfig
 from sparseae.training.dictionary import (
+    AuxK,
+    DeadLatents,
     ResampleDeadLatents,
-    SparsityWarmup,
-    UnitNormDecoder,
-    fold_input_scale,
     geometric_median,
     init_decoder_bias,
-    input_scale,
     remove_parallel_grad,
 )
+from sparseae.training.trainer import Trainer
+
+
+def input_scale(x):
+    """The s with E||s x||^2 = d_in (SAELens' normalisation)."""
+    return float((x.shape[1] / x.pow(2).sum(1).mean()).sqrt())
 
 
 def _dictionary_data(n: int = 1024, d: int = 32, atoms: int = 48, k: int = 3, seed: int = 0):
@@ -48,7 +54,7 @@ def test_jumprelu_gradient_reaches_threshold():
     s = make_sparsity("jumprelu", 32, weight=1.0, bandwidth=0.5, threshold_init=0.5)
     a = torch.randn(64, 32, requires_grad=True)
     h = s(a)
-    (h.pow(2).sum() + s.penalty(h)).backward()
+    (h.pow(2).sum() + s.penalty(a, h)).backward()
     assert s.log_threshold.grad is not None
     assert int((s.log_threshold.grad != 0).sum()) > 16
     assert torch.equal(h != 0, a.detach() > s.theta.detach())
@@ -74,18 +80,18 @@ def test_jumprelu_l0_penalty_raises_threshold_and_lowers_l0():
 @pytest.mark.parametrize("sparsity", ["topk", "batchtopk"])
 def test_sparse_path_equals_dense_path(sparsity):
     torch.manual_seed(0)
-    cfg = SAEConfig(
-        d_in=24, n_latents=96, sparsity=sparsity, sparsity_params={"k": 6}, dead_after=8, aux_k=16
-    )
+    cfg = SAEConfig(d_in=24, n_latents=96, sparsity=sparsity, sparsity_params={"k": 6})
     x = torch.randn(40, 24)
     grads, losses, codes = [], [], []
     for sparse in (True, False):
         torch.manual_seed(1)
-        model = SAE(cfg.__class__(**{**cfg.to_dict(), "sparse_decode": sparse}))
+        model = SAE(cfg.replace(sparse_decode=sparse))
         with torch.no_grad():
             model.b_dec.normal_()
         assert model.uses_sparse_path is sparse
-        out = model.step(x)
+        dead = DeadLatents(96, dead_after=1)
+        dead.since_fired[::3] = 5.0  # a third of the latents count as dead
+        out = AuxK(dead, k=16, weight=1 / 32)(model, x, model.step(x))
         out.loss.backward()
         losses.append(out.loss.detach())
         codes.append(out.code.to_dense() if out.code.is_sparse else out.code)
@@ -102,28 +108,28 @@ def test_unit_norm_decoder_projected_gradient_and_norms():
     x = _dictionary_data(n=256)
     model = SAE(d_in=32, n_latents=64, sparsity="topk", sparsity_params={"k": 4})
     model.step(x).loss.backward()
-    remove_parallel_grad(model)
+    remove_parallel_grad(model.decoder_atoms())
     parallel = (model.W_dec.grad * model.W_dec).sum(1).detach() / model.W_dec.norm(dim=1).detach()
     assert float(parallel.abs().max()) < 1e-6
-    sparseae.fit(
-        model, x, epochs=3, batch_size=64, lr=1e-2, progress=False, callbacks=[UnitNormDecoder()]
-    )
+    sparseae.fit(model, x, epochs=3, batch_size=64, lr=1e-2, progress=False)  # SAE default
     torch.testing.assert_close(model.W_dec.norm(dim=1), torch.ones(64))
+    free = SAE(d_in=32, n_latents=64, sparsity="topk", sparsity_params={"k": 4})
+    sparseae.fit(free, x, epochs=3, batch_size=64, lr=1e-2, unit_norm_decoder=False)
+    assert float((free.W_dec.norm(dim=1) - 1).abs().max()) > 1e-3
 
 
 def test_auxk_trains_only_dead_latents_to_explain_the_residual():
     torch.manual_seed(0)
     x = _dictionary_data(n=2048, atoms=256, k=4)
-    model = SAE(
-        d_in=32, n_latents=512, sparsity="topk", sparsity_params={"k": 4}, dead_after=256, aux_k=4
-    )
-    init_decoder_bias(model, x, "mean")
-    history = sparseae.fit(model, x, epochs=6, batch_size=128, lr=3e-3, progress=False)
+    model = SAE(d_in=32, n_latents=512, sparsity="topk", sparsity_params={"k": 4})
+    cfg = TrainConfig(epochs=6, batch_size=128, lr=3e-3, b_dec_init="mean", dead_after=256, aux_k=4)
+    trainer = Trainer(model, cfg, progress=False)
+    history = trainer.fit(x)
     aux = history["aux"]
     assert aux[-1] < 0.6 * aux[0], aux  # the dead latents learn the residual
     model.train()
-    out = model.step(x[:256])
-    dead = model.dead_mask()  # as the step saw it (it updates the counts first)
+    out = trainer.aux(model, x[:256], model.step(x[:256]))
+    dead = trainer.aux.dead.mask()
     assert 0 < int(dead.sum()) < model.n_latents
     (grad_dec,) = torch.autograd.grad(out.terms["aux"], model.W_dec)
     touched = grad_dec.abs().sum(1) > 0
@@ -145,7 +151,7 @@ def test_geometric_median_is_robust_and_sets_decoder_bias():
 
 
 @pytest.mark.parametrize("sparsity", ["topk", "batchtopk", "jumprelu"])
-def test_folded_input_normalisation_takes_raw_inputs(tmp_path, sparsity):
+def test_input_normalisation_kept_or_folded_takes_raw_inputs(tmp_path, sparsity):
     torch.manual_seed(0)
     x = _dictionary_data(n=512) * 7.0
     s = input_scale(x)
@@ -153,26 +159,24 @@ def test_folded_input_normalisation_takes_raw_inputs(tmp_path, sparsity):
     params = {"k": 4} if sparsity != "jumprelu" else {"threshold_init": 0.1}
     model = SAE(d_in=32, n_latents=64, sparsity=sparsity, sparsity_params=params)
     sparseae.fit(model, x * s, epochs=2, batch_size=64, progress=False)
+    model.input_transform.set(0.0, s)  # the model carries the scaling it was trained with
     model.eval()
     with torch.no_grad():
-        expected = model(x * s) / s
-        sparseae.save(fold_input_scale(model, s), tmp_path / "m")
-        loaded = sparseae.load(tmp_path / "m")
+        expected = model.decode(model.code(x * s)) / s
+        torch.testing.assert_close(model(x), expected, atol=1e-4, rtol=1e-4)
+        sparseae.save(model, tmp_path / "kept")
+        torch.testing.assert_close(sparseae.load(tmp_path / "kept")(x), expected)
+        sparseae.save(model.fold_input_transform(), tmp_path / "folded")
+        loaded = sparseae.load(tmp_path / "folded")
+        assert not loaded.input_transform.active
         torch.testing.assert_close(loaded(x), expected, atol=1e-4, rtol=1e-4)
 
 
 def test_save_load_exact(tmp_path):
     torch.manual_seed(0)
     x = _dictionary_data(n=256)
-    model = SAE(
-        d_in=32,
-        n_latents=64,
-        sparsity="batchtopk",
-        sparsity_params={"k": 4},
-        dead_after=100,
-        aux_k=8,
-    )
-    sparseae.fit(model, x, epochs=2, batch_size=64, progress=False)
+    model = SAE(d_in=32, n_latents=64, sparsity="batchtopk", sparsity_params={"k": 4})
+    sparseae.fit(model, x, epochs=2, batch_size=64, progress=False, dead_after=100, aux_k=8)
     sparseae.save(model, tmp_path / "m")
     loaded = sparseae.load(tmp_path / "m")
     assert isinstance(loaded, SAE) and loaded.config == model.config
@@ -185,30 +189,32 @@ def test_save_load_exact(tmp_path):
 def test_k_warmup_and_resampling_callbacks():
     torch.manual_seed(0)
     x = _dictionary_data(n=512)
-    model = SAE(d_in=32, n_latents=128, sparsity="topk", sparsity_params={"k": 4}, dead_after=64)
+    model = SAE(d_in=32, n_latents=128, sparsity="topk", sparsity_params={"k": 4})
     seen = []
 
     class Spy(sparseae.Callback):
         def on_step_end(self, trainer, out):
             seen.append(model.sparsity.k)
 
-    resample = ResampleDeadLatents(every=4)
-    sparseae.fit(
-        model,
-        x,
-        epochs=2,
-        batch_size=64,
-        progress=False,
-        callbacks=[SparsityWarmup(steps=8, k_start=16), Spy(), resample],
+    cfg = TrainConfig(
+        epochs=2, batch_size=64, dead_after=64, resample_every=4, sparsity_warmup=8, k_start=16
     )
+    trainer = Trainer(model, cfg, callbacks=[Spy()], progress=False)
+    trainer.fit(x)
     assert seen[0] < 16 and seen[0] > 4 and seen[-1] == 4
     assert seen == sorted(seen, reverse=True)
+    (resample,) = [cb for cb in trainer.callbacks if isinstance(cb, ResampleDeadLatents)]
     assert resample.resampled > 0
 
 
 def test_bad_config_errors():
     with pytest.raises(sparseae.errors.ConfigError, match="dead_after"):
-        SAE(d_in=4, n_latents=8, aux_k=4)
+        TrainConfig(aux_k=4)
+    with pytest.raises(sparseae.errors.ConfigError, match="no linear dictionary"):
+        Trainer(
+            sparseae.Autoencoder(d_in=4, hidden=[6], n_latents=3),
+            TrainConfig(dead_after=9, aux_k=2),
+        )
     with pytest.raises(sparseae.errors.ConfigError, match="k <= n_latents"):
         SAE(d_in=4, n_latents=8, sparsity="batchtopk", sparsity_params={"k": 9})
     with pytest.raises(sparseae.errors.ConfigError, match="bandwidth"):
@@ -220,7 +226,7 @@ def test_train_sae_cli_and_firing_histogram(tmp_path, capsys):
 
     from sparseae.cli import main
     from sparseae.metrics import SparsityStats
-    from sparseae.report.sae_figures import firing_frequency_histogram
+    from sparseae.report.figures import firing_frequency_histogram
 
     np.save(tmp_path / "acts.npy", _dictionary_data(n=1200).numpy())
     args = ["train-sae", "--dataset", str(tmp_path / "acts.npy"), "--scale", "none"]
@@ -229,7 +235,7 @@ def test_train_sae_cli_and_firing_histogram(tmp_path, capsys):
     args += ["--no-progress", "--out", str(tmp_path / "run")]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "normalized MSE" in out and "FVE" in out and "dead" in out and "dense" in out
+    assert "fve" in out and "dead_latents" in out and (tmp_path / "run" / "firing.png").is_file()
     model = sparseae.load(tmp_path / "run")
     assert isinstance(model, SAE)
     assert main(args[:-2] + ["--bandwidth", "0.1", "--out", str(tmp_path / "x")]) == 2
@@ -237,8 +243,10 @@ def test_train_sae_cli_and_firing_histogram(tmp_path, capsys):
     stats = SparsityStats(64)
     with torch.no_grad():
         stats.update(model.encode(_dictionary_data(n=300)))
-    png = firing_frequency_histogram(stats.firing_frequency(), tmp_path / "freq.png")
-    assert png.stat().st_size > 1000
+    freq = stats.firing_frequency()
+    png, counts = firing_frequency_histogram(freq, tmp_path / "freq.png")
+    assert png.is_file()
+    assert int(counts.sum()) == int((freq > 0).sum()) > 0  # every alive latent drawn once
 
 
 @pytest.mark.parametrize("sparsity", ["topk", "jumprelu"])

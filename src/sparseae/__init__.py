@@ -8,10 +8,8 @@
 >>> sparseae.save(model, "runs/topk"); model = sparseae.load("runs/topk")
 """
 
-__version__ = "0.1.0"
-
+from sparseae._version import __version__
 from sparseae.checkpoint import load, read_history, save
-from sparseae.config import ModelConfig, TrainConfig
 from sparseae.errors import (
     CheckpointError,
     ConfigError,
@@ -19,9 +17,19 @@ from sparseae.errors import (
     SparseAEError,
     TrainingDivergedError,
 )
-from sparseae.models.autoencoder.model import Autoencoder
-from sparseae.sparsities.base import Sparsity, register_sparsity, sparsity_names
-from sparseae.training.trainer import Callback, History, Trainer, evaluate, fit
+from sparseae.models import (
+    SAE,
+    Autoencoder,
+    ModelConfig,
+    NeuralSparseCoding,
+    SAEConfig,
+    SparseCodingConfig,
+)
+from sparseae.sparsities import Sparsity, register_sparsity, sparsity_names
+from sparseae.training.callbacks import Callback, History
+from sparseae.training.config import TrainConfig
+from sparseae.training.evaluate import evaluate
+from sparseae.training.trainer import Trainer, fit
 
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy: scikit-learn loads only when asked
@@ -40,6 +48,7 @@ def load_dataset(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export
 
 
 __all__ = [
+    "SAE",
     "Autoencoder",
     "Callback",
     "CheckpointError",
@@ -47,13 +56,17 @@ __all__ = [
     "DataError",
     "History",
     "ModelConfig",
+    "NeuralSparseCoding",
+    "SAEConfig",
     "SparseAEError",
     "SparseAEDetector",
     "SparseAutoencoder",
+    "SparseCodingConfig",
     "Sparsity",
     "TrainConfig",
     "Trainer",
     "TrainingDivergedError",
+    "__version__",
     "evaluate",
     "fit",
     "load",
@@ -63,5 +76,3 @@ __all__ = [
     "save",
     "sparsity_names",
 ]
-from sparseae.models.sae.model import SAE as SAE  # noqa: E402  (needs the core above)
-from sparseae.models.sae.model import SAEConfig as SAEConfig  # noqa: E402

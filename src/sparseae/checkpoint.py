@@ -1,93 +1,30 @@
 """Saving and loading models as folders of safetensors + JSON.
 
 Nothing here unpickles: weights come from safetensors, everything else from JSON, and the
-class to rebuild is looked up in a registry by the name written in config.json, so a model
-folder from anywhere is safe to load. Every file is written to a temporary name, flushed
-and renamed over the old one, so a crash never leaves a half-written file behind.
+class to rebuild is looked up in `MODEL_KINDS` by the name written in config.json (every kind
+is registered when `sparseae` is imported), so a model folder from anywhere is safe to load.
+Every file is written atomically (`sparseae.atomic`).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sparseae.errors import CheckpointError
+from sparseae.atomic import atomic_save_tensors, atomic_write_text, load_tensors
+from sparseae.errors import CheckpointError, ConfigError
+from sparseae.models import MODEL_KINDS
 
 FORMAT = "sparseae"
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 HISTORY_FILE = "history.jsonl"
-
-# kind name -> function(config dict) -> module; filled by `register_kind`
-_KINDS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
-
-
-def register_kind(name: str, build: Callable[[dict[str, Any]], nn.Module]) -> None:
-    """Make a model class loadable: ``build`` gets the saved ``model`` config dict."""
-    _KINDS[name] = build
-
-
-def _umask_mode() -> int:
-    """The mode a plainly created file would get (mkstemp's files are private, 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_save_tensors(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        save_file(clean, tmp, metadata=metadata)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing: the folder is not a complete sparseae model")
-    try:
-        return load_file(str(path), device=str(device))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({exc})") from None
 
 
 def model_kind(model: nn.Module) -> str:
@@ -113,7 +50,7 @@ def save(
     """Write ``config.json`` + ``model.safetensors`` (+ ``history.jsonl``) into folder."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    from sparseae import __version__
+    from sparseae._version import __version__
 
     config = {
         "format": FORMAT,
@@ -169,12 +106,17 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     folder = Path(folder)
     config = read_config(folder)
     kind = config.get("kind")
-    if kind not in _KINDS:
+    source = str(folder / CONFIG_FILE)
+    if not isinstance(kind, str) or kind not in MODEL_KINDS:
         raise CheckpointError(
-            f"{folder}: unknown model kind {kind!r} (known: {', '.join(sorted(_KINDS))})"
+            f"{source}: unknown model kind {kind!r} (known: {', '.join(MODEL_KINDS.names())})"
         )
-    model = _KINDS[kind](config["model"])
+    try:
+        model = MODEL_KINDS.get(kind)(config.get("model"), source)
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     state = load_tensors(folder / WEIGHTS_FILE, device)
+    _fill_missing_transform(model, state)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -183,3 +125,10 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     model.to(device)
     model.eval()
     return model
+
+
+def _fill_missing_transform(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Folders written before models carried their input transform load with the identity."""
+    for name, value in model.state_dict().items():
+        if name.startswith("input_transform.") and name not in state:
+            state[name] = value.to(next(iter(state.values())).device) if state else value

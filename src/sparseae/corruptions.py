@@ -10,29 +10,27 @@ import torch
 from torch import Tensor, nn
 
 from sparseae.errors import ConfigError
+from sparseae.registry import Registry
 
-_REGISTRY: dict[str, type[Corruption]] = {}
+#: name -> Corruption subclass
+CORRUPTIONS: Registry[type[Corruption]] = Registry("corruption")
 
 
 def register_corruption(name: str) -> Callable[[type[Corruption]], type[Corruption]]:
     def wrap(cls: type[Corruption]) -> type[Corruption]:
         cls.name = name
-        _REGISTRY[name] = cls
+        CORRUPTIONS.add(name, cls)
         return cls
 
     return wrap
 
 
 def corruption_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return CORRUPTIONS.names()
 
 
 def make_corruption(name: str, **params: Any) -> Corruption:
-    if name not in _REGISTRY:
-        raise ConfigError(
-            f"unknown corruption {name!r}: choose one of {', '.join(sorted(_REGISTRY))}"
-        )
-    cls = _REGISTRY[name]
+    cls = CORRUPTIONS.get(name)
     unknown = set(params) - set(cls.param_names)
     if unknown:
         raise ConfigError(

@@ -23,10 +23,12 @@ import torch
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from sparseae.checkpoint import atomic_write_text, load, save
-from sparseae.config import ModelConfig, TrainConfig
+from sparseae.atomic import atomic_write_text
+from sparseae.checkpoint import load, save
 from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.config import ModelConfig
 from sparseae.models.autoencoder.model import Autoencoder
+from sparseae.training.config import TrainConfig
 from sparseae.training.trainer import Trainer
 
 

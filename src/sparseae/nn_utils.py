@@ -22,9 +22,6 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "softplus": F.softplus,
 }
 
-#: activations whose output lies strictly inside (0, 1): the only codes KL sparsity accepts
-UNIT_INTERVAL_ACTIVATIONS = frozenset({"sigmoid"})
-
 
 def activation(name: str) -> Callable[[Tensor], Tensor]:
     try:

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparseae.training.trainer import as_tensor, model_device
+from sparseae.data.tensors import as_tensor
+from sparseae.devices import model_device
 
 
 @torch.no_grad()

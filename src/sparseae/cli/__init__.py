@@ -29,7 +29,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from sparseae import __version__
+    from sparseae._version import __version__
 
     parser = OneLineParser(
         prog="sparseae",

@@ -10,7 +10,7 @@ from sparseae.corruptions import corruption_names
 from sparseae.errors import ConfigError
 from sparseae.models.autoencoder.backbones import backbone_names
 from sparseae.nn_utils import ACTIVATIONS
-from sparseae.sparsities.base import sparsity_names
+from sparseae.sparsities import sparsity_names
 
 
 def positive_int(text: str) -> int:
@@ -137,6 +137,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "or one size N for a linear bottleneck to N latents",
     )
     g.add_argument(
+        "--n-latents",
+        type=positive_int,
+        default=None,
+        help="code (dictionary) size; with it, --hidden lists only the layers between input "
+        "and code (without it, the last --hidden size is the code)",
+    )
+    g.add_argument(
         "--conv-channels",
         type=int_list,
         default=None,
@@ -174,24 +181,44 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="decoder reuses transposed encoder weights (mlp, conv)",
     )
     g.add_argument("--loss", choices=("mse", "bce"), default="mse", help="default: mse")
+    add_sparsity_options(parser)
+    c = parser.add_argument_group("corruption (denoising)")
+    c.add_argument("--corruption", choices=corruption_names(), default="none", help="default: none")
+    c.add_argument("--noise-sigma", type=nonnegative_float, default=None, help="gaussian sigma")
+    c.add_argument("--corruption-p", type=float, default=None, help="dropout/masking rate")
+
+
+#: every sparsity parameter's one CLI spelling: flag -> (type, help); generated into every
+#: command that takes a sparsity, and checked against the chosen mechanism's parameters
+SPARSITY_FLAGS: dict[str, tuple[Any, str]] = {
+    "k": (
+        positive_int,
+        "topk/batchtopk: active latents per input (default 32; sparse coding: its target L0)",
+    ),
+    "alpha": (float, "topk: inference keeps alpha*k latents (Makhzani & Frey; default 1)"),
+    "weight": (
+        nonnegative_float,
+        "l1/kl/jumprelu penalty weight (l1 1e-3, kl 0.1, jumprelu 1e-3); see --penalty-scale",
+    ),
+    "rho": (float, "kl: target mean activation in (0, 1) (default 0.05)"),
+    "momentum": (float, "batchtopk: EMA rate of the inference threshold (default 0.01)"),
+    "bandwidth": (positive_float, "jumprelu: width of the STE window (default 1e-3)"),
+    "threshold_init": (positive_float, "jumprelu: initial threshold (default 1e-3)"),
+}
+
+
+def add_sparsity_options(parser: argparse.ArgumentParser, default: str = "none") -> None:
     s = parser.add_argument_group("sparsity")
-    s.add_argument("--sparsity", choices=sparsity_names(), default="none", help="default: none")
     s.add_argument(
-        "--weight",
-        "--beta",
-        dest="weight",
-        type=nonnegative_float,
+        "--sparsity",
+        choices=sparsity_names(),
         default=None,
-        help="penalty weight (l1 default 1e-3, kl default 0.1); see --penalty-scale",
+        help=f"mechanism (default: {default}; topk for --model sae)",
     )
-    s.add_argument("--rho", type=float, default=None, help="kl target activation rate in (0, 1)")
-    s.add_argument("--k", type=positive_int, default=None, help="topk: active latents per input")
-    s.add_argument(
-        "--alpha",
-        type=float,
-        default=None,
-        help="topk: inference keeps alpha*k latents (Makhzani & Frey; default 1)",
-    )
+    for name, (kind, text) in SPARSITY_FLAGS.items():
+        s.add_argument("--" + name.replace("_", "-"), type=kind, default=None, help=text)
+    for old in ("--beta", "--kl-weight"):  # earlier spellings of --weight, kept working
+        s.add_argument(old, dest="weight", type=nonnegative_float, help=argparse.SUPPRESS)
     s.add_argument(
         "--penalty-scale",
         choices=("sparseae", "keras"),
@@ -199,41 +226,37 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="keras: divide the kl weight by the batch size as Keras activity regularizers do, "
         "so a Keras recipe's weight can be passed unchanged (default: sparseae)",
     )
-    c = parser.add_argument_group("corruption (denoising)")
-    c.add_argument("--corruption", choices=corruption_names(), default="none", help="default: none")
-    c.add_argument("--noise-sigma", type=nonnegative_float, default=None, help="gaussian sigma")
-    c.add_argument("--corruption-p", type=float, default=None, help="dropout/masking rate")
+
+
+def sparsity_params_from_args(args: argparse.Namespace, sparsity: str) -> dict[str, Any]:
+    """The chosen mechanism's parameters from the flags given; a flag it does not take is
+    an error naming it."""
+    from sparseae.sparsities import sparsity_class
+
+    params = {n: getattr(args, n) for n in SPARSITY_FLAGS if getattr(args, n, None) is not None}
+    if sparsity == "kl" and args.penalty_scale == "keras":
+        params["weight"] = params.get("weight", 0.1) / args.batch_size
+    allowed = set(sparsity_class(sparsity).param_names)
+    stray = set(params) - allowed
+    if stray:
+        flags = ", ".join("--" + p.replace("_", "-") for p in sorted(stray))
+        raise ConfigError(f"{flags} does not apply to --sparsity {sparsity}")
+    return params
 
 
 def model_config_from_args(
     args: argparse.Namespace, d_in: int, input_shape: Any = None, data_scale: str = "unit"
 ) -> Any:
-    from sparseae.config import ModelConfig
+    from sparseae.models.autoencoder.config import ModelConfig
 
     hidden, n_latents, backbone_params = _backbone_shape(args, input_shape)
+    sparsity = args.sparsity or "none"
     code_act = args.code_activation
     if code_act is None:
-        code_act = {"kl": "sigmoid", "topk": "linear"}.get(args.sparsity, args.activation)
+        code_act = {"kl": "sigmoid", "topk": "linear"}.get(sparsity, args.activation)
     bounded = args.loss == "bce" or data_scale in ("unit", "minmax")
     out_act = args.output_activation or ("sigmoid" if bounded else "linear")
-    params: dict[str, Any] = {}
-    if args.weight is not None:
-        params["weight"] = args.weight
-    if args.rho is not None:
-        params["rho"] = args.rho
-    if args.k is not None:
-        params["k"] = args.k
-    if args.alpha is not None:
-        params["alpha"] = args.alpha
-    if args.sparsity == "kl" and args.penalty_scale == "keras":
-        params["weight"] = params.get("weight", 0.1) / args.batch_size
-    from sparseae.sparsities.base import sparsity_class
-
-    allowed = set(sparsity_class(args.sparsity).param_names)
-    stray = set(params) - allowed
-    if stray:
-        flags = ", ".join("--" + p for p in sorted(stray))
-        raise ConfigError(f"{flags} does not apply to --sparsity {args.sparsity}")
+    params = sparsity_params_from_args(args, sparsity)
     corr: dict[str, Any] = {}
     if args.noise_sigma is not None:
         corr["sigma"] = args.noise_sigma
@@ -249,7 +272,7 @@ def model_config_from_args(
         output_activation=out_act,
         tied=args.tied,
         loss=args.loss,
-        sparsity=args.sparsity,
+        sparsity=sparsity,
         sparsity_params=params,
         corruption=args.corruption,
         corruption_params=corr,
@@ -290,12 +313,16 @@ def _backbone_shape(args: argparse.Namespace, input_shape: Any) -> tuple[tuple, 
             conv_code_size(tuple(input_shape), params.get("channels", DEFAULT_CHANNELS)),
             params,
         )
+    n_latents = getattr(args, "n_latents", None)
+    if n_latents is not None:  # --hidden: the layers between input and code, as ModelConfig
+        return tuple(args.hidden or ()), n_latents, params
+    # without --n-latents, the last --hidden size is the code (the older spelling)
     *hidden, n_latents = args.hidden if args.hidden is not None else (64, 16)
     return tuple(hidden), n_latents, params
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    from sparseae.config import LR_SCHEDULES
+    from sparseae.training.config import B_DEC_INITS, LR_SCHEDULES
 
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=10, help="default: 10")
@@ -328,10 +355,57 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "forward/backward step (same gradients, about half the speed at batch 32)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    d = parser.add_argument_group(
+        "dictionary training (models with a linear dictionary: sae, one-layer mlp autoencoders)"
+    )
+    norm = d.add_mutually_exclusive_group()
+    norm.add_argument(
+        "--unit-norm-decoder",
+        dest="unit_norm_decoder",
+        action="store_true",
+        default=None,
+        help="keep decoder atoms at unit norm (default for --model sae)",
+    )
+    norm.add_argument(
+        "--free-decoder-norm",
+        dest="unit_norm_decoder",
+        action="store_false",
+        help="do not keep decoder atoms at unit norm",
+    )
+    d.add_argument(
+        "--b-dec-init",
+        choices=B_DEC_INITS,
+        default=None,
+        help="decoder bias from the data before training (default: geometric_median for "
+        "--model sae, else none)",
+    )
+    d.add_argument(
+        "--dead-after",
+        type=nonnegative_int,
+        default=0,
+        help="training samples without firing before a latent counts as dead (0: no tracking)",
+    )
+    d.add_argument("--aux-k", type=nonnegative_int, default=0, help="AuxK dead latents (0: off)")
+    d.add_argument(
+        "--aux-weight", type=nonnegative_float, default=1 / 32, help="AuxK weight (1/32)"
+    )
+    d.add_argument(
+        "--resample-every",
+        type=nonnegative_int,
+        default=0,
+        help="re-initialise dead latents every N steps (0: off)",
+    )
+    d.add_argument(
+        "--sparsity-warmup",
+        type=nonnegative_int,
+        default=0,
+        help="steps over which k falls from --k-start (default 4k) or the penalty rises from 0",
+    )
+    d.add_argument("--k-start", type=positive_int, default=None, help="k at step 0 of a warm-up")
 
 
 def train_config_from_args(args: argparse.Namespace) -> Any:
-    from sparseae.config import TrainConfig
+    from sparseae.training.config import TrainConfig
 
     return TrainConfig(
         epochs=args.epochs,
@@ -346,6 +420,14 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         num_threads=args.threads,
         compile=args.compile,
         manual_backward=not args.autograd,
+        unit_norm_decoder=args.unit_norm_decoder,
+        b_dec_init=args.b_dec_init,
+        dead_after=args.dead_after,
+        aux_k=args.aux_k,
+        aux_weight=args.aux_weight,
+        resample_every=args.resample_every,
+        sparsity_warmup=args.sparsity_warmup,
+        k_start=args.k_start,
     )
 
 

@@ -326,7 +326,7 @@ def load_array_file(
         n_test = resolve_count(test_size, n, 0.1, "test_size")
         tr, va, te = split_indices(n, n_val, n_test, y, seed, src)
         parts = [(x[i], y[i] if y is not None else None) for i in (tr, va, te)]
-    train, others = apply_scale(parts[0][0], [p[0] for p in parts[1:]], scale)
+    train, others, fitted = apply_scale(parts[0][0], [p[0] for p in parts[1:]], scale)
     splits = [make_split(a, p[1], limit) for a, p in zip([train, *others], parts, strict=True)]
     return Dataset(
         name=path.stem,
@@ -336,4 +336,5 @@ def load_array_file(
         image_shape=image_shape,
         class_names=class_names,
         scale=scale,
+        transform=fitted,
     )

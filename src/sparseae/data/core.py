@@ -9,6 +9,7 @@ and every returned array is a fresh C-contiguous float32 array that the trainer 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,9 @@ class Dataset:
     image_shape: tuple[int, int] | None = None
     class_names: tuple[str, ...] | None = None
     scale: str = "none"
+    #: the fitted scaling as (shift, scale, clip or None) for `InputTransform.set`: what a
+    #: model trained on this data must apply to raw inputs (None: nothing was fitted)
+    transform: tuple[Any, Any, Any] | None = None
 
     @property
     def d_in(self) -> int:
@@ -149,7 +153,7 @@ def check_finite(x: np.ndarray, source: str, where: str = "row {row}, column {co
 
 def apply_scale(
     train: np.ndarray, others: list[np.ndarray], mode: str
-) -> tuple[np.ndarray, list[np.ndarray]]:
+) -> tuple[np.ndarray, list[np.ndarray], tuple[Any, Any, Any] | None]:
     """Scale float32 arrays with statistics fitted on `train` only.
 
     "minmax": (x - min) / (max - min) per column, constant columns -> 0; val/test are clipped
@@ -158,7 +162,7 @@ def apply_scale(
     (the loader already applied the unit scaling).
     """
     if mode in ("unit", "none"):
-        return train, others
+        return train, others, None
     if mode == "minmax":
         lo = train.min(axis=0) if len(train) else np.zeros(train.shape[1], np.float32)
         span = (train.max(axis=0) if len(train) else lo) - lo
@@ -171,7 +175,7 @@ def apply_scale(
                 np.clip(out, 0.0, 1.0, out=out)
             return np.ascontiguousarray(out, dtype=np.float32)
 
-        return f(train, False), [f(a, True) for a in others]
+        return f(train, False), [f(a, True) for a in others], (lo, inv, (0.0, 1.0))
     if mode == "standard":
         mean = train.mean(axis=0, dtype=np.float64)
         std = train.std(axis=0, dtype=np.float64)
@@ -182,7 +186,7 @@ def apply_scale(
         def g(a: np.ndarray) -> np.ndarray:
             return np.ascontiguousarray((a - mean32) * inv, dtype=np.float32)
 
-        return g(train), [g(a) for a in others]
+        return g(train), [g(a) for a in others], (mean32, inv, None)
     raise ConfigError(f"unknown scale {mode!r}; choose one of {', '.join(SCALES)}")
 
 

@@ -61,7 +61,7 @@ def _finish(
     if scale != "none":
         for x in xs:
             x /= np.float32(divisor)
-    train, others = apply_scale(xs[0], xs[1:], scale)
+    train, others, fitted = apply_scale(xs[0], xs[1:], scale)
     splits = [make_split(x, y, limit) for x, (_, y) in zip([train, *others], parts, strict=True)]
     return Dataset(
         name=name,
@@ -71,6 +71,7 @@ def _finish(
         image_shape=image_shape,
         class_names=CLASS_NAMES[name],
         scale=scale,
+        transform=fitted,
     )
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sparseae.checkpoint import atomic_write_text
+from sparseae.atomic import atomic_write_text
 from sparseae.data.sources import BatchSource, epoch_generator, global_steps, rank_rows
 from sparseae.errors import ConfigError, DataError
 
@@ -270,8 +270,10 @@ class StreamSource(BatchSource):
         rank: int = 0,
         world_size: int = 1,
         device: str | torch.device = "cpu",
+        scale: float = 1.0,
     ) -> None:
         self.data = data if isinstance(data, ShardDataset) else ShardDataset(data)
+        self.scale = float(scale)  # rows are multiplied by it as they are read
         if batch_size < 1 or buffer_size < 1:
             raise ConfigError("batch_size and buffer_size must be positive")
         self.n_rows = len(self.data)
@@ -289,6 +291,10 @@ class StreamSource(BatchSource):
                 f"{self.world_size} but the trainer uses batch_size={batch_size}, rank={rank}/"
                 f"{world_size}: pass the shard folder instead and let the trainer build it"
             )
+
+    def sample_rows(self, n: int) -> Tensor:
+        ids = np.arange(min(n, self.n_rows))
+        return torch.from_numpy(self.data.read(ids)).mul_(self.scale).to(self.device)
 
     def shard_order(self, epoch: int) -> np.ndarray:
         n = len(self.data.shard_files)
@@ -309,6 +315,8 @@ class StreamSource(BatchSource):
             # rows are read straight into a torch-owned buffer (numpy only views it)
             window = torch.empty((ids.shape[0], self.data.d_in), dtype=torch.float32)
             self.data.read(ids, order, out=window.numpy())
+            if self.scale != 1.0:
+                window.mul_(self.scale)
             self.rows_held = ids.shape[0]
             window = window.to(self.device)
             batches = window.split([len(c) for c in chunks])
@@ -339,4 +347,5 @@ def shard_data(folder: str | Path) -> Any:
         scale=str(meta.get("scale", "none")),
         n_classes=None,
         class_names=None,
+        transform=None,
     )

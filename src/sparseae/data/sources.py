@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -61,6 +60,11 @@ class BatchSource:
     def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[Tensor]:
         raise NotImplementedError
 
+    def sample_rows(self, n: int) -> Tensor:
+        """Up to ``n`` rows in stored order, for data-dependent initialisation (the same on
+        every rank, so every rank initialises the same model)."""
+        raise NotImplementedError
+
     def check(self, batch_size: int, rank: int, world_size: int) -> None:
         """Sources built by the user must agree with the trainer's settings."""
 
@@ -84,6 +88,9 @@ class InMemorySource(BatchSource):
         self.rank, self.world_size = rank, world_size
         self.steps_per_epoch = global_steps(self.n_rows, batch_size, world_size)
 
+    def sample_rows(self, n: int) -> Tensor:
+        return self.x[:n]
+
     def epoch_batches(self, epoch: int, start_step: int = 0) -> Iterator[Tensor]:
         perm = torch.randperm(self.n_rows, generator=epoch_generator(self.seed, epoch))
         bs = self.batch_size
@@ -94,39 +101,3 @@ class InMemorySource(BatchSource):
         chunks = rank_rows(perm[: self.steps_per_epoch * bs], bs, self.rank, self.world_size)
         shuffled = self.x.index_select(0, torch.cat(chunks).to(self.device))
         return iter(shuffled.split([len(c) for c in chunks])[start_step:])
-
-
-def make_source(
-    data: Any,
-    *,
-    batch_size: int,
-    seed: int,
-    device: torch.device,
-    rank: int = 0,
-    world_size: int = 1,
-) -> BatchSource:
-    """A source for whatever ``fit`` was given: a `BatchSource` as is, a shard folder or
-    `ShardDataset` streamed from disk, anything array-like held in memory."""
-    from pathlib import Path
-
-    from sparseae.data.shards import ShardDataset, StreamSource, is_shard_folder
-
-    if isinstance(data, BatchSource):
-        data.check(batch_size, rank, world_size)
-        return data
-    if isinstance(data, str | Path) and is_shard_folder(data):
-        data = ShardDataset(data)
-    if isinstance(data, ShardDataset):
-        return StreamSource(
-            data,
-            batch_size=batch_size,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            device=device,
-        )
-    from sparseae.training.trainer import as_tensor
-
-    return InMemorySource(
-        as_tensor(data, "training data"), batch_size, seed, device, rank, world_size
-    )

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparseae.checkpoint import atomic_write_text
-from sparseae.config import TrainConfig
+from sparseae.atomic import atomic_write_text
 from sparseae.errors import ConfigError
 from sparseae.models.autoencoder.model import Autoencoder
 from sparseae.report import figures as viz
 from sparseae.report.html import Report
+from sparseae.training.config import TrainConfig
 from sparseae.training.trainer import Trainer
 
 

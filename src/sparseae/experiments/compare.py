@@ -27,15 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparseae.checkpoint import atomic_write_text
-from sparseae.config import TrainConfig
+from sparseae.atomic import atomic_write_text
 from sparseae.errors import ConfigError
 from sparseae.models.autoencoder.model import Autoencoder
-from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig, fit_sparse_coding
+from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig
 from sparseae.report import figures as viz
 from sparseae.report.html import Report
 from sparseae.training.callbacks import FilterSnapshots, snapshot_epochs
-from sparseae.training.trainer import Trainer, evaluate
+from sparseae.training.config import TrainConfig
+from sparseae.training.evaluate import evaluate
+from sparseae.training.trainer import Trainer
 
 METHODS = ("plain", "l2", "kl", "arora", "topk")
 
@@ -130,28 +131,15 @@ def run_method(
     snaps = FilterSnapshots(snapshot_epochs(s.epochs, s.snapshots), n_atoms=s.n_atoms)
     val = data.val.x if len(data.val) else None
     t0 = time.perf_counter()
-    if method == "arora":
-        history = fit_sparse_coding(
-            model,
-            data.train.x,
-            val,
-            epochs=s.epochs,
-            batch_size=s.batch_size,
-            seed=s.seed,
-            callbacks=[snaps],
-            progress=progress,
-            log=log,
-        ).records
-    else:
-        cfg = TrainConfig(
-            epochs=s.epochs,
-            batch_size=s.batch_size,
-            lr=s.lr,
-            seed=s.seed,
-            weight_decay=s.weight_decay if method == "l2" else 0.0,
-        )
-        trainer = Trainer(model, cfg, callbacks=[snaps], progress=progress, log=log)
-        history = trainer.fit(data.train.x, val).records
+    cfg = TrainConfig(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        seed=s.seed,
+        weight_decay=s.weight_decay if method == "l2" else 0.0,
+    )
+    trainer = Trainer(model, cfg, callbacks=[snaps], progress=progress, log=log)
+    history = trainer.fit(data.train.x, val).records
     seconds = time.perf_counter() - t0
     test = data.test if len(data.test) else data.val
     m = evaluate(model, test.x)

@@ -1,1 +1,22 @@
-"""models."""
+"""Every trainable model kind, registered in `MODEL_KINDS` on import (see `base` for the
+contract): the composable autoencoder family, the one-layer dictionary SAE, and Arora et
+al.'s neural sparse coding."""
+
+from sparseae.models.autoencoder import Autoencoder, ModelConfig
+from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, SparseModel, StepOutput
+from sparseae.models.sae import SAE, SAEConfig
+from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig
+
+__all__ = [
+    "MODEL_KINDS",
+    "SAE",
+    "Atoms",
+    "Autoencoder",
+    "ModelBase",
+    "ModelConfig",
+    "NeuralSparseCoding",
+    "SAEConfig",
+    "SparseCodingConfig",
+    "SparseModel",
+    "StepOutput",
+]

@@ -15,52 +15,52 @@ Choices the paper leaves open, and why:
   real data. ``threshold=None`` sets C/2 once, at initialisation, to the value that keeps on
   average ``target_l0`` coefficients per input; it then stays fixed as in the paper.
 
-It has the autoencoders' surface (``encode``, ``decode``, ``forward``, ``step``, ``filters``,
-``n_latents``, ``config``) so `sparseae.evaluate`, reports and save/load treat it the same.
+It implements the model contract (`sparseae.models.base`) and trains through the same
+`Trainer` as every model: in training mode ``step`` applies the rule to its own dictionary
+and returns a loss that needs no backward; ``initialize_from_data`` is the warm start.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from sparseae.checkpoint import register_kind
+from sparseae.config import Config, Optional, Range
+from sparseae.data.transform import InputTransform
 from sparseae.errors import ConfigError
-from sparseae.models.autoencoder.model import StepOutput
-from sparseae.training.trainer import Callback, History, as_tensor, evaluate
+from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, StepOutput
 
 
 @dataclass(frozen=True)
-class SparseCodingConfig:
+class SparseCodingConfig(Config):
+    """``lr`` is the rule's eta; ``threshold`` is C/2 (None: set from ``target_l0``)."""
+
     d_in: int
     n_latents: int
     lr: float = 0.05
     threshold: float | None = None
     target_l0: int = 10
 
+    constraints = {
+        "d_in": Range(int, 1),
+        "n_latents": Range(int, 1),
+        "lr": Range(float, 0, low_open=True),
+        "threshold": Optional(Range(float, 0, low_open=True)),
+        "target_l0": Range(int, 1),
+    }
+
     def __post_init__(self) -> None:
-        if self.d_in < 1 or self.n_latents < 1:
-            raise ConfigError("d_in and n_latents must be positive integers")
-        if not self.lr > 0:
-            raise ConfigError(f"sparse coding learning rate eta must be > 0, got {self.lr!r}")
-        if self.threshold is not None and not self.threshold > 0:
-            raise ConfigError(f"threshold C/2 must be > 0, got {self.threshold!r}")
-        if not 1 <= self.target_l0 <= self.n_latents:
+        super().__post_init__()
+        if self.target_l0 > self.n_latents:
             raise ConfigError(
                 f"target_l0 must lie in 1..n_latents ({self.n_latents}), got {self.target_l0}"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-
-class NeuralSparseCoding(nn.Module):
+class NeuralSparseCoding(ModelBase):
     """Dictionary A (d_in x n_latents, unit columns) learned by Arora et al.'s rule."""
 
     checkpoint_kind = "neural_sparse_coding"
@@ -72,29 +72,36 @@ class NeuralSparseCoding(nn.Module):
         self.register_buffer("A", torch.zeros(c.d_in, c.n_latents))
         self.register_buffer("mean", torch.zeros(c.d_in))
         self.register_buffer("tau", torch.tensor(c.threshold or 0.0))
+        self.input_transform = InputTransform(c.d_in)
 
-    @property
-    def n_latents(self) -> int:
-        return self.config.n_latents
+    def pre_activation(self, x: Tensor) -> Tensor:
+        return (x.reshape(x.shape[0], -1) - self.mean) @ self.A
 
-    @property
-    def d_in(self) -> int:
-        return self.config.d_in
+    def code(self, x: Tensor) -> Tensor:
+        a = self.pre_activation(x)
+        return a * (a.abs() > self.tau)
 
     def encode(self, x: Tensor) -> Tensor:
-        a = (x.reshape(x.shape[0], -1) - self.mean) @ self.A
-        return a * (a.abs() > self.tau)
+        return self.code(self.input_transform(x))
 
     def decode(self, h: Tensor) -> Tensor:
         return h @ self.A.t() + self.mean
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
+        return self.input_transform.inverse(self.decode(self.encode(x)))
 
     def step(self, x: Tensor) -> StepOutput:
-        code = self.encode(x)
-        recon = ((self.decode(code) - x.reshape(x.shape[0], -1)) ** 2).mean()
+        """In training mode one update of the rule (the returned loss is the batch's error
+        before it); in eval mode the reconstruction error only."""
+        if self.training:
+            recon, code = self.update(x)
+        else:
+            code = self.code(x)
+            recon = ((self.decode(code) - x.reshape(x.shape[0], -1)) ** 2).mean()
         return StepOutput(recon, {"recon": recon, "sparsity": recon.new_zeros(())}, code)
+
+    def decoder_atoms(self) -> Atoms | None:
+        return None  # unit columns by its own rule; the trainer's tricks do not apply
 
     def filters(self) -> Tensor:
         return self.A.t().detach()
@@ -108,7 +115,7 @@ class NeuralSparseCoding(nn.Module):
         )
 
     @torch.no_grad()
-    def initialise(self, x: Tensor, generator: torch.Generator) -> None:
+    def initialize_from_data(self, x: Tensor, generator: torch.Generator) -> None:
         """Atoms from random centred samples; threshold from ``target_l0`` if not given."""
         self.mean.copy_(x.mean(dim=0))
         idx = torch.randperm(x.shape[0], generator=generator)[: self.n_latents]
@@ -125,8 +132,8 @@ class NeuralSparseCoding(nn.Module):
             self.tau.fill_(self.config.threshold)
 
     @torch.no_grad()
-    def update(self, y: Tensor) -> Tensor:
-        """One step of the rule on a batch; returns the batch's reconstruction MSE."""
+    def update(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of the rule on a batch; returns its reconstruction MSE and code."""
         yc = y - self.mean
         a = yc @ self.A
         code = a * (a.abs() > self.tau)
@@ -134,75 +141,9 @@ class NeuralSparseCoding(nn.Module):
         grad = residual.t() @ torch.sign(code) / y.shape[0]
         self.A.sub_(self.config.lr * grad)
         self.A.div_(self.A.norm(dim=0, keepdim=True).clamp_min(1e-8))
-        return (residual**2).mean()
+        return (residual**2).mean(), code
 
 
-class _LoopState:
-    """What callbacks see of this loop (they expect a trainer with .model and .epoch)."""
-
-    def __init__(self, model: NeuralSparseCoding) -> None:
-        self.model = model
-        self.epoch = 0
-
-
-def fit_sparse_coding(
-    model: NeuralSparseCoding,
-    x_train: Any,
-    x_val: Any = None,
-    *,
-    epochs: int = 10,
-    batch_size: int = 256,
-    seed: int = 0,
-    callbacks: list[Callback] | tuple[Callback, ...] = (),
-    log: Any = None,
-    progress: bool | None = None,
-) -> History:
-    """Train with the paper's rule; records have the trainer's keys so reports compare."""
-    x = as_tensor(x_train, "training data")
-    xv = as_tensor(x_val, "validation data") if x_val is not None and len(x_val) else None
-    if x.shape[1] != model.d_in:
-        raise ConfigError(f"model expects {model.d_in} features, data has {x.shape[1]}")
-    g = torch.Generator().manual_seed(seed)
-    model.initialise(x, g)
-    state = _LoopState(model)
-    history = History()
-    for cb in callbacks:
-        cb.on_train_begin(state)  # type: ignore[arg-type]
-    steps = math.ceil(x.shape[0] / batch_size)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=epochs * steps, desc="sparse coding", unit="step", leave=False)
-    for epoch in range(epochs):
-        t0 = time.perf_counter()
-        shuffled = x[torch.randperm(x.shape[0], generator=g)]
-        total = torch.zeros(())
-        for i in range(steps):
-            total += model.update(shuffled[i * batch_size : (i + 1) * batch_size])
-            if bar is not None:
-                bar.update(1)
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "seconds": time.perf_counter() - t0,
-            "loss": float(total) / steps,
-            "recon": float(total) / steps,
-        }
-        if xv is not None:
-            record.update({f"val_{k}": v for k, v in evaluate(model, xv).items()})
-        history.records.append(record)
-        state.epoch = epoch + 1
-        if log is not None:
-            log(record)
-        for cb in callbacks:
-            cb.on_epoch_end(state, record)  # type: ignore[arg-type]
-    if bar is not None:
-        bar.close()
-    model.eval()
-    return history
-
-
-register_kind(
-    "neural_sparse_coding",
-    lambda cfg: NeuralSparseCoding(SparseCodingConfig(**cfg)),
-)
+@MODEL_KINDS.register("neural_sparse_coding")
+def _build(config: dict[str, Any], source: str | None = None) -> NeuralSparseCoding:
+    return NeuralSparseCoding(SparseCodingConfig.from_dict(config, source))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sparseae.checkpoint import atomic_write_text
+from sparseae.atomic import atomic_write_text
 
 
 # ---------------------------------------------------------------------------------------------

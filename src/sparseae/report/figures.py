@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
@@ -136,3 +137,28 @@ def activation_heatmaps(
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def firing_frequency_histogram(
+    freq: Tensor | np.ndarray, path: str | Path, *, title: str = "latent firing frequency"
+) -> tuple[Path, np.ndarray]:
+    """log10 firing-frequency histogram (SparsityStats.firing_frequency()), as SAELens plots
+    it: dead latents (frequency 0) are counted in the title, dense ones (> 10%) are right of
+    the red line. Returns the PNG's path and the bar heights drawn (alive latents per bin)."""
+    f = np.asarray(freq, dtype=np.float64).reshape(-1)
+    alive = f[f > 0]
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    counts = np.zeros(0)
+    if alive.size:
+        counts, _, _ = ax.hist(np.log10(alive), bins=50, color="#4060a0")
+    ax.axvline(-1.0, color="red", lw=1, label="dense (>10%)")
+    ax.set_xlabel("log10 firing frequency")
+    ax.set_ylabel("latents")
+    ax.set_title(f"{title}: {int((f == 0).sum())} dead of {f.size}")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path, np.asarray(counts)

@@ -1,13 +1,59 @@
-"""Ready-made training callbacks."""
+"""Callbacks: hooks into the one training loop, and the per-epoch `History`.
+
+A callback that keeps state between steps returns it from `state_dict` (tensors and JSON
+values); the trainer saves it with its own state, so a resumed run continues exactly."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from sparseae.training.trainer import Callback
+
+@dataclass
+class History:
+    """Per-epoch records (dicts of floats): ``history["val_recon"]`` is the list over epochs."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> list[Any]:
+        return [r[key] for r in self.records if key in r]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.records[-1] if self.records else {}
+
+
+class Callback:
+    """Override what you need; the trainer only calls per-step hooks that are overridden,
+    so unused hooks cost nothing in the hot loop."""
+
+    def on_train_begin(self, trainer: Any) -> None: ...
+
+    def on_epoch_begin(self, trainer: Any, epoch: int) -> None: ...
+
+    def on_after_backward(self, trainer: Any) -> None: ...
+
+    def on_step_end(self, trainer: Any, out: Any) -> None: ...
+
+    def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, trainer: Any) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to checkpoint (tensors and JSON values); empty for stateless callbacks."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def overrides(cb: Callback, name: str) -> bool:
+    return getattr(type(cb), name) is not getattr(Callback, name)
 
 
 class FilterSnapshots(Callback):

@@ -1,19 +1,18 @@
-"""Training tricks for `SAE` dictionaries, as `Callback`s and plain functions, so the one
-trainer loop stays untouched:
+"""Dictionary tricks of the trainer, for every model with a linear dictionary (`Atoms`):
 
-- `UnitNormDecoder`: decoder rows (dictionary atoms) kept at unit norm; the gradient
-  component parallel to each atom is removed before the optimizer step (a move along the
-  atom only changes its norm, which the renormalisation would undo anyway, and Adam would
-  otherwise waste its per-parameter step size on it).
-- `init_decoder_bias`: b_dec at the data mean or geometric median (Weiszfeld iterations),
-  so the pre-encoder bias centres the data from step one.
-- `input_scale` / `fold_input_scale`: train on x * s with E||x s||^2 = d_in, then fold s
-  back into the weights so the saved model takes raw activations.
-- `SparsityWarmup`: k (topk/batchtopk) from ``k_start`` down to its target, or the penalty
-  weight (l1/jumprelu/kl) from 0 up to its target, linearly over the first steps.
-- `ResampleDeadLatents`: Anthropic-style resampling, every ``every`` steps the dead latents
-  are re-initialised toward inputs the model reconstructs worst.
-LR warm-up and decay are `TrainConfig(lr_schedule=..., warmup_steps=...)`.
+- `UnitNormDecoder`: atoms kept at unit norm; the gradient component parallel to each atom is
+  removed before the optimizer step (a move along the atom only changes its norm, which the
+  renormalisation would undo, and Adam would waste its per-parameter step on it).
+- `init_decoder_bias`: the decoder bias at the data mean or geometric median (Weiszfeld), so
+  a pre-encoder bias centres the data from step one.
+- `DeadLatents`: samples since each latent last fired (trainer state, all-reduced under DDP
+  so every rank agrees); a latent is dead once that reaches ``dead_after``.
+- `AuxK`: Gao et al. 2024's auxiliary loss: the top ``k`` dead latents reconstruct the
+  residual ``x - x_hat``, normalised by the residual's energy, weight ``weight``.
+- `ResampleDeadLatents`: Anthropic-style resampling toward badly reconstructed inputs.
+- `SparsityWarmup`: k down from ``k_start`` (topk, batchtopk) or a penalty weight up from 0,
+  a pure function of the global step (exact on resume).
+`tricks_for` builds what a `TrainConfig` asks for.
 """
 
 from __future__ import annotations
@@ -22,38 +21,43 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from sparseae.errors import ConfigError
-from sparseae.models.sae.model import SAE
-from sparseae.training.trainer import Callback
+from sparseae.models.base import Atoms
+from sparseae.training.callbacks import Callback
+from sparseae.training.config import TrainConfig
+from sparseae.training.schedules import linear_warmup
 
 
-class UnitNormDecoder(Callback):
-    def on_train_begin(self, trainer: Any) -> None:
-        normalize_decoder(trainer.model)
-
-    def on_after_backward(self, trainer: Any) -> None:
-        remove_parallel_grad(trainer.model)
-
-    def on_step_end(self, trainer: Any, out: Any) -> None:
-        normalize_decoder(trainer.model)
-
-
+# -- unit-norm atoms ---------------------------------------------------------------------------
 @torch.no_grad()
-def normalize_decoder(model: SAE) -> None:
-    w = model.W_dec
+def normalize_atoms(atoms: Atoms) -> None:
+    w = atoms.rows(atoms.weight)
     w.div_(w.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
 @torch.no_grad()
-def remove_parallel_grad(model: SAE) -> None:
-    w, g = model.W_dec, model.W_dec.grad
-    if g is None:
+def remove_parallel_grad(atoms: Atoms) -> None:
+    if atoms.weight.grad is None:
         return
+    w, g = atoms.rows(atoms.weight), atoms.rows(atoms.weight.grad)
     unit = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
     g.sub_((g * unit).sum(dim=1, keepdim=True) * unit)
 
 
+class UnitNormDecoder(Callback):
+    def on_train_begin(self, trainer: Any) -> None:
+        normalize_atoms(trainer.model.decoder_atoms_or_raise())
+
+    def on_after_backward(self, trainer: Any) -> None:
+        remove_parallel_grad(trainer.model.decoder_atoms())
+
+    def on_step_end(self, trainer: Any, out: Any) -> None:
+        normalize_atoms(trainer.model.decoder_atoms())
+
+
+# -- decoder bias ------------------------------------------------------------------------------
 def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:
     """Weiszfeld's algorithm: the point minimising the sum of Euclidean distances."""
     y = x.mean(dim=0)
@@ -67,121 +71,239 @@ def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:
 
 
 @torch.no_grad()
-def init_decoder_bias(model: SAE, x: Tensor, method: str = "geometric_median") -> Tensor:
-    x = torch.as_tensor(x, dtype=model.b_dec.dtype)
+def init_decoder_bias(model: Any, x: Tensor, method: str = "geometric_median") -> Tensor:
+    atoms = model.decoder_atoms_or_raise()
+    bias = atoms.bias
+    if bias is None:
+        raise ConfigError(f"{model.checkpoint_kind} model has no decoder bias to initialise")
+    x = torch.as_tensor(x, dtype=bias.dtype).reshape(x.shape[0], -1)
     if method == "mean":
         center = x.mean(dim=0)
     elif method == "geometric_median":
         center = geometric_median(x)
-    elif method == "zeros":
-        center = torch.zeros_like(model.b_dec)
+    elif method in ("zeros", "none"):
+        center = torch.zeros_like(bias)
     else:
         raise ConfigError(
-            f"unknown decoder-bias init {method!r}: choose mean, geometric_median or zeros"
+            f"unknown decoder-bias init {method!r}: choose mean, geometric_median or none"
         )
-    model.b_dec.copy_(center.to(model.b_dec.device))
+    bias.copy_(center.to(bias.device))
     return center
 
 
-def input_scale(x: Tensor) -> float:
-    """The s with E||s x||^2 = d_in (SAELens / Anthropic's input normalisation)."""
-    x = torch.as_tensor(x)
-    return float((x.shape[1] / x.pow(2).sum(1).mean()).sqrt())
+# -- dead latents and AuxK ---------------------------------------------------------------------
+def fired_latents(code: Tensor, n_latents: int) -> Tensor:
+    """(n_latents,) bool: which latents are non-zero anywhere in the batch's code."""
+    if code.is_sparse:
+        code = code.coalesce()
+        fired = torch.zeros(n_latents, dtype=torch.bool, device=code.device)
+        fired[code.indices()[1][code.values() != 0]] = True
+        return fired
+    return (code.detach() != 0).reshape(code.shape[0], -1).any(0)
 
 
-@torch.no_grad()
-def fold_input_scale(model: SAE, scale: float) -> SAE:
-    """Make a model trained on ``x * scale`` take raw x: pre = (s x - b) W = (x - b/s)(s W),
-    and x_hat_raw = x_hat / s. Thresholds (batchtopk, jumprelu) live on the pre-activation,
-    which does not change, so they stay as they are."""
-    model.W_enc.mul_(scale)
-    model.b_dec.div_(scale)
-    model.W_dec.div_(scale)
-    return model
+class DeadLatents(Callback):
+    """Samples since each latent last fired, counted over the global batch."""
 
-
-class SparsityWarmup(Callback):
-    """Linear warm-up of k (down from ``k_start``) or of the penalty weight (up from 0)."""
-
-    def __init__(self, steps: int, k_start: int | None = None) -> None:
-        if steps < 1:
-            raise ConfigError(f"sparsity warm-up needs steps >= 1, got {steps}")
-        self.steps = steps
-        self.k_start = k_start
-        self._target: Any = None
+    def __init__(self, n_latents: int, dead_after: int) -> None:
+        self.dead_after = dead_after
+        self.since_fired = torch.zeros(n_latents)
 
     def on_train_begin(self, trainer: Any) -> None:
-        s = trainer.model.sparsity
-        if hasattr(s, "k"):
-            self._attr, self._target = "k", s.k
-            self._start = self.k_start or min(s.n_latents, 4 * s.k)
-        elif hasattr(s, "weight"):
-            self._attr, self._target, self._start = "weight", s.weight, 0.0
-        else:
-            raise ConfigError(f"{s.name} sparsity has neither k nor a penalty weight to warm up")
-        self._apply(trainer, 0)
-
-    def _apply(self, trainer: Any, step: int) -> None:
-        f = min(1.0, step / self.steps)
-        value = self._start + f * (self._target - self._start)
-        if self._attr == "k":
-            value = max(1, round(value))
-        setattr(trainer.model.sparsity, self._attr, value)
+        self.since_fired = self.since_fired.to(trainer.device)
 
     def on_step_end(self, trainer: Any, out: Any) -> None:
-        self._apply(trainer, trainer.global_step)
+        fired = fired_latents(out.code, self.since_fired.numel())
+        batch = out.code.shape[0]
+        if trainer.world_size > 1:
+            from sparseae.training.distributed import any_over_ranks
+
+            fired, batch = any_over_ranks(fired), batch * trainer.world_size
+        self.since_fired.add_(batch).masked_fill_(fired, 0)
+
+    def mask(self) -> Tensor:
+        return self.since_fired >= self.dead_after
+
+    def count(self) -> int:
+        return int(self.mask().sum())
+
+    def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
+        record["dead_tracked"] = self.count()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"since_fired": self.since_fired}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.since_fired = state["since_fired"].to(self.since_fired.device)
 
 
+class AuxK:
+    """Adds ``weight * aux`` to a step's loss, where ``aux`` is the normalised error of the
+    top-``k`` dead latents (by pre-activation) reconstructing the residual."""
+
+    def __init__(self, dead: DeadLatents, k: int, weight: float) -> None:
+        self.dead, self.k, self.weight = dead, k, weight
+
+    def __call__(self, model: Any, x: Tensor, out: Any) -> Any:
+        if out.pre is None or out.x_hat is None:
+            raise ConfigError(
+                f"AuxK needs a model with a linear dictionary; {model.checkpoint_kind} with this "
+                "configuration has none (an SAE, or an mlp autoencoder without hidden layers "
+                "and a linear output)"
+            )
+        if not model.training:
+            return out
+        aux = self.loss(model, x, out)
+        out.terms["aux"] = aux
+        out.loss = out.loss + self.weight * aux
+        return out
+
+    def loss(self, model: Any, x: Tensor, out: Any) -> Tensor:
+        dead = self.dead.mask()
+        n_dead = int(dead.sum())
+        if n_dead == 0:
+            return x.new_zeros(())
+        k = min(self.k, n_dead)
+        pre = out.pre
+        cols = pre.masked_fill(~dead, float("-inf")).topk(k, dim=-1, sorted=False).indices
+        cols = cols.reshape(-1)
+        rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(k)
+        vals = torch.relu(model.encode_at(x, rows, cols, pre))
+        atoms = model.decoder_atoms()
+        weight = atoms.rows(atoms.weight)
+        if atoms.transposed:
+            weight = weight.contiguous()
+        offsets = torch.arange(0, rows.numel(), k, device=x.device)
+        e_hat = F.embedding_bag(
+            cols, weight, offsets, mode="sum", per_sample_weights=vals.to(weight.dtype)
+        )
+        residual = (x.reshape(x.shape[0], -1) - out.x_hat).detach()
+        denom = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+        return (e_hat - residual).pow(2).sum(-1).mean() / denom
+
+
+# -- resampling --------------------------------------------------------------------------------
 class ResampleDeadLatents(Callback):
-    """Every ``every`` steps, dead latents (see `SAE.dead_mask`) get, as decoder atom, the
-    normalised residual of a batch input drawn with probability ~ its squared error, and as
-    encoder column the same direction scaled to ``enc_scale`` of the mean alive norm."""
+    """Every ``every`` steps, dead latents get, as decoder atom, the normalised residual of a
+    batch input drawn with probability ~ its squared error, and as encoder row the same
+    direction scaled to ``enc_scale`` of the mean alive norm; their Adam moments restart."""
 
-    def __init__(self, every: int, enc_scale: float = 0.2) -> None:
-        self.every = every
-        self.enc_scale = enc_scale
-        self._last_x: Tensor | None = None
+    def __init__(self, dead: DeadLatents, every: int, enc_scale: float = 0.2) -> None:
+        self.dead, self.every, self.enc_scale = dead, every, enc_scale
         self.resampled = 0
 
     @torch.no_grad()
     def on_step_end(self, trainer: Any, out: Any) -> None:
-        model: SAE = trainer.model
-        if trainer.global_step % self.every or not model.config.dead_after:
+        if trainer.global_step % self.every or out.x_hat is None:
             return
-        dead = model.dead_mask().nonzero().reshape(-1)
-        x = getattr(model, "last_batch", None)
-        if dead.numel() == 0 or x is None:
+        dead = self.dead.mask().nonzero().reshape(-1)
+        if dead.numel() == 0:
             return
-        resample_latents(model, x, dead, self.enc_scale, trainer.optimizer)
+        x = trainer.last_batch.reshape(trainer.last_batch.shape[0], -1)
+        resample_latents(trainer.model, x, out.x_hat, dead, self.enc_scale, trainer.optimizer)
+        self.dead.since_fired[dead] = 0
         self.resampled += int(dead.numel())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"resampled": self.resampled}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.resampled = int(state.get("resampled", 0))
 
 
 @torch.no_grad()
 def resample_latents(
-    model: SAE, x: Tensor, dead: Tensor, enc_scale: float = 0.2, optimizer: Any = None
+    model: Any, x: Tensor, x_hat: Tensor, dead: Tensor, enc_scale: float, optimizer: Any
 ) -> None:
-    was = model.training
-    model.eval()
-    err = x - model(x)
-    model.train(was)
+    dec, enc = model.decoder_atoms_or_raise(), model.encoder_atoms()
+    if enc is None:
+        raise ConfigError(f"{model.checkpoint_kind} model exposes no encoder rows to resample")
+    err = x - x_hat
     p = err.pow(2).sum(1)
-    pick = torch.multinomial(p / p.sum(), dead.numel(), replacement=True)
-    atoms = err[pick]
-    atoms = atoms / atoms.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    alive = torch.ones(model.n_latents, dtype=torch.bool, device=x.device)
+    pick = torch.multinomial(p / p.sum().clamp_min(1e-30), dead.numel(), replacement=True)
+    directions = err[pick]
+    directions = directions / directions.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    enc_rows = enc.rows(enc.weight)
+    alive = torch.ones(enc_rows.shape[0], dtype=torch.bool, device=x.device)
     alive[dead] = False
-    enc_norm = model.W_enc[:, alive].norm(dim=0).mean() if alive.any() else 1.0
-    model.W_dec[dead] = atoms
-    model.W_enc[:, dead] = atoms.t() * enc_scale * enc_norm
-    model.b_enc[dead] = 0.0
-    model.since_fired[dead] = 0
-    if optimizer is not None:  # fresh Adam moments for the new latents
-        for param, rows in ((model.W_dec, dead), (model.b_enc, dead)):
-            state = optimizer.state.get(param, {})
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key][rows] = 0.0
-        state = optimizer.state.get(model.W_enc, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in state:
-                state[key][:, dead] = 0.0
+    enc_norm = enc_rows[alive].norm(dim=1).mean() if alive.any() else 1.0
+    dec.rows(dec.weight)[dead] = directions
+    enc_rows[dead] = directions * enc_scale * enc_norm
+    if enc.bias is not None:
+        enc.bias[dead] = 0.0
+    if optimizer is not None:
+        for part, bias in ((dec, None), (enc, enc.bias)):
+            for param, view in ((part.weight, part.rows), (bias, lambda t: t)):
+                state = optimizer.state.get(param, {}) if param is not None else {}
+                for key in ("exp_avg", "exp_avg_sq"):
+                    if key in state:
+                        view(state[key])[dead] = 0.0
+
+
+# -- sparsity warm-up --------------------------------------------------------------------------
+class SparsityWarmup(Callback):
+    """Linear warm-up of k (down from ``k_start``, default 4k) or of the penalty weight (up
+    from 0) over ``steps``; the value is a function of the global step alone."""
+
+    def __init__(self, steps: int, k_start: int | None = None) -> None:
+        if steps < 1:
+            raise ConfigError(f"sparsity warm-up needs steps >= 1, got {steps}")
+        self.steps, self.k_start = steps, k_start
+        self._attr: str | None = None
+
+    def on_train_begin(self, trainer: Any) -> None:
+        s = trainer.model.sparsity
+        target = trainer.model.config.sparsity_params
+        if hasattr(s, "k"):
+            self._attr, self._target = "k", int(target.get("k", s.k))
+            self._start = float(min(s.n_latents, self.k_start or 4 * self._target))
+        elif hasattr(s, "weight"):
+            self._attr, self._target, self._start = "weight", float(s.weight), 0.0
+            self._target = float(target.get("weight", s.weight))
+        else:
+            raise ConfigError(f"{s.name} sparsity has neither k nor a penalty weight to warm up")
+        self._apply(trainer, trainer.global_step)
+
+    def _apply(self, trainer: Any, step: int) -> None:
+        value = linear_warmup(self._start, self._target, self.steps, step)
+        setattr(
+            trainer.model.sparsity, self._attr, max(1, round(value)) if self._attr == "k" else value
+        )
+
+    def on_step_end(self, trainer: Any, out: Any) -> None:
+        self._apply(trainer, trainer.global_step)
+
+    def on_train_end(self, trainer: Any) -> None:
+        setattr(trainer.model.sparsity, self._attr, self._target)
+
+
+# -- what a TrainConfig asks for ---------------------------------------------------------------
+def resolve(config: TrainConfig, model: Any) -> TrainConfig:
+    """The config with the model's own dictionary defaults filled in where it says None."""
+    defaults = getattr(model, "dictionary_defaults", {})
+    changes = {
+        name: defaults.get(name, fallback)
+        for name, fallback in (("unit_norm_decoder", False), ("b_dec_init", "none"))
+        if getattr(config, name) is None
+    }
+    return config.replace(**changes) if changes else config
+
+
+def tricks_for(config: TrainConfig, model: Any) -> tuple[list[Callback], AuxK | None]:
+    """Callbacks and the AuxK term a (resolved) config asks for, checked against the model."""
+    callbacks: list[Callback] = []
+    if config.unit_norm_decoder:
+        model.decoder_atoms_or_raise()
+        callbacks.append(UnitNormDecoder())
+    if config.sparsity_warmup:
+        callbacks.append(SparsityWarmup(config.sparsity_warmup, config.k_start))
+    aux = None
+    if config.dead_after:
+        dead = DeadLatents(model.n_latents, config.dead_after)
+        callbacks.append(dead)
+        if config.aux_k:
+            model.decoder_atoms_or_raise()
+            aux = AuxK(dead, config.aux_k, config.aux_weight)
+        if config.resample_every:
+            callbacks.append(ResampleDeadLatents(dead, config.resample_every))
+    return callbacks, aux

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import gc
 import os
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -59,25 +58,27 @@ def shutdown() -> None:
         gc.collect()
 
 
-class _Step(nn.Module):
-    """DDP all-reduces gradients of what goes through ``forward``; the trainer calls
-    ``model.step``, so this routes ``forward`` to it (parameters stay the model's own)."""
+def wrap_step(step: nn.Module, device: torch.device) -> nn.Module:
+    """The trainer's step module (whose ``forward`` is the objective) as a DDP module. DDP
+    broadcasts rank 0's weights at construction, so every rank starts from the same model.
+    Buffers are not broadcast at every forward: they hold per-rank statistics (BatchTopK's
+    running threshold) that rank 0's copy must not overwrite."""
+    import inspect
 
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> Any:
-        return self.model.step(x)
-
-
-def wrap_step(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model.step`` as a DDP module (call it like ``model.step``). DDP broadcasts rank 0's
-    weights at construction, so every rank starts from the same model."""
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index or 0] if device.type == "cuda" else None
-    return DistributedDataParallel(_Step(model), device_ids=ids)
+    params = inspect.signature(DistributedDataParallel).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {}
+    no_sync = no_sync or {"broadcast_buffers": False}
+    return DistributedDataParallel(step, device_ids=ids, **no_sync)
+
+
+def any_over_ranks(flags: Tensor) -> Tensor:
+    """Element-wise OR of a bool tensor over ranks (one all-reduce)."""
+    as_float = flags.float()
+    dist.all_reduce(as_float, op=dist.ReduceOp.MAX)
+    return as_float > 0
 
 
 def mean_over_ranks(loss_sum: Tensor, sums: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
@@ -89,8 +90,10 @@ def mean_over_ranks(loss_sum: Tensor, sums: dict[str, Tensor]) -> tuple[Tensor, 
     return flat[0], {k: flat[i + 1] for i, k in enumerate(names)}
 
 
-def gather_rng_states(state: Tensor) -> dict[str, Tensor]:
-    """Every rank's CPU RNG state (for exact resume of per-rank corruption noise)."""
-    states = [torch.empty_like(state) for _ in range(dist.get_world_size())]
-    dist.all_gather(states, state)
-    return {f"rng.torch.rank{r}": s for r, s in enumerate(states)}
+def gather_rng_states(state: Tensor, device: torch.device) -> dict[str, Tensor]:
+    """Every rank's CPU RNG state (for exact resume of per-rank corruption noise). NCCL
+    moves only CUDA tensors, so the bytes travel through ``device`` and come back."""
+    on = state.to(device)
+    states = [torch.empty_like(on) for _ in range(dist.get_world_size())]
+    dist.all_gather(states, on)
+    return {f"rng.torch.rank{r}": s.cpu() for r, s in enumerate(states)}

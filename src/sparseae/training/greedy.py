@@ -27,10 +27,12 @@ from typing import Any
 
 import torch
 
-from sparseae.config import ModelConfig, TrainConfig
+from sparseae.data.tensors import as_tensor
 from sparseae.errors import ConfigError
+from sparseae.models.autoencoder.config import ModelConfig
 from sparseae.models.autoencoder.model import Autoencoder
-from sparseae.training.trainer import as_tensor, fit
+from sparseae.training.config import TrainConfig
+from sparseae.training.trainer import fit
 
 
 def shallow_configs(config: ModelConfig) -> list[ModelConfig]:

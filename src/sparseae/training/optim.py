@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 _FUSED = getattr(torch, "_fused_adam_", None)
 
@@ -150,3 +150,21 @@ class LeanAdam(torch.optim.Adam):
         for c in self._cache:
             for p in c.params:
                 p.grad = None
+
+
+def make_optimizer(model: nn.Module, config: Any) -> LeanAdam | None:
+    """Adam with L2 weight decay on weight matrices only (as Keras kernel_regularizer), the
+    fused kernel called through `LeanAdam` (one param group when there is no decay, so one
+    kernel launch per step); None for a model with nothing to train by gradient."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return None
+    kwargs = dict(lr=config.lr, betas=config.betas, eps=config.eps)
+    if config.weight_decay == 0:
+        return LeanAdam(params, **kwargs)
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return LeanAdam(groups, **kwargs)

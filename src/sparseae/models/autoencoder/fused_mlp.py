@@ -10,10 +10,12 @@ its parameter, and the output layer's sigmoid and binary cross-entropy fused int
 ``(sigmoid(z) - x) / N``.
 
 It covers what the MLP recipes use (any depth, tied or untied decoder weights, relu / gelu /
-sigmoid / tanh / linear layers, sparsity none / l1 / kl / topk with relu, any input
-corruption, mse or bce) and `supports` says so exactly; anything else (another backbone or
-sparsity, frozen parameters, a subclass that overrides the objective, DDP) trains through
-autograd as before. Tests compare every supported combination against autograd.
+sigmoid / tanh / linear layers, every sparsity whose ``fused`` flag is set (its
+``fused_penalty`` and ``fused_backward`` give the gradient), any input corruption, mse or
+bce) and `supports` says so exactly; anything else (another backbone or sparsity, frozen
+parameters, a subclass that overrides the objective, DDP) trains through autograd. Tests
+compare every supported combination against autograd. The model offers it through
+``Autoencoder.fused_step()``; the trainer never imports this module.
 """
 
 from __future__ import annotations
@@ -21,18 +23,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from sparseae.corruptions import NoCorruption
 from sparseae.models.autoencoder.backbones.mlp import MLPBackbone
-from sparseae.models.autoencoder.model import Autoencoder, StepOutput
+from sparseae.models.base import StepOutput
 from sparseae.nn_utils import ACTIVATIONS
-from sparseae.sparsities.base import KLSparsity, L1Sparsity, NoSparsity, TopKSparsity, kl_to_target
 
 _SUPPORTED_ACTIVATIONS = frozenset({"relu", "gelu", "sigmoid", "tanh", "linear"})
-_SUPPORTED_SPARSITY = (NoSparsity, L1Sparsity, KLSparsity, TopKSparsity)
 
 _gelu_backward = torch.ops.aten.gelu_backward.default
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.default
@@ -48,21 +47,19 @@ _get_mkldnn = getattr(torch._C, "_get_mkldnn_enabled", lambda: False)
 _set_mkldnn = getattr(torch._C, "_set_mkldnn_enabled", lambda flag: None)
 
 
-def supports(model: nn.Module) -> str | None:
-    """None when `ManualMLPStep` trains ``model`` exactly as autograd would, else the reason
+def supports(model: Any, plain: type | None = None) -> str | None:
+    """None when `FusedMLPStep` trains ``model`` exactly as autograd would, else the reason
     it does not (for logs and tests)."""
-    if type(model) is not Autoencoder:
-        return "not a plain Autoencoder"
+    if plain is not None and type(model) is not plain:
+        return f"not a plain {plain.__name__} (a subclass may change the objective)"
     if type(model.backbone) is not MLPBackbone:
         return f"{model.config.backbone} backbone"
     cfg = model.config
     for name in (cfg.activation, cfg.code_activation):
         if name not in _SUPPORTED_ACTIVATIONS:
             return f"{name} activation"
-    if type(model.sparsity) not in _SUPPORTED_SPARSITY:
-        return f"{cfg.sparsity} sparsity"
-    if isinstance(model.sparsity, TopKSparsity) and not model.sparsity.relu:
-        return "topk without relu"
+    if not model.sparsity.fused:
+        return f"{cfg.sparsity} sparsity (without a hand-derived gradient in this setting)"
     if any(p.requires_grad for p in model.corruption.parameters()):
         return "a trainable corruption"
     if not all(p.requires_grad for p in model.parameters()):
@@ -104,7 +101,7 @@ class _Layer:
             gw.addmm_(grad_a.t(), h_in)
 
 
-class ManualMLPStep:
+class FusedMLPStep:
     """``step(x)`` -> `StepOutput` with every parameter's ``.grad`` already set, as
     ``model.step(x)`` followed by ``loss.backward()`` on freshly zeroed gradients.
 
@@ -112,15 +109,15 @@ class ManualMLPStep:
     them if something set ``.grad`` to None, and rebuilds its views if a parameter was
     given new storage (``model.to(...)``)."""
 
-    def __init__(self, model: Autoencoder) -> None:
+    def __init__(self, model: Any) -> None:
         reason = supports(model)
         if reason is not None:
-            raise ValueError(f"ManualMLPStep does not support this model: {reason}")
+            raise ValueError(f"FusedMLPStep does not support this model: {reason}")
         self.model = model
         self.params = list(model.parameters())
         self._storage: list[int] = []
         self._corrupt = None if type(model.corruption) is NoCorruption else model.corruption.corrupt
-        self._topk = model.sparsity if isinstance(model.sparsity, TopKSparsity) else None
+        self._sparsity = model.sparsity
         self._bce = model.config.loss == "bce"
         self._sigmoid_out = model.config.output_activation == "sigmoid"
         self._build()
@@ -179,25 +176,23 @@ class ManualMLPStep:
             code_index = self.n_encoder - 1
             ins: list[Tensor] = []
             pres: list[Tensor] = []
-            outs: list[Tensor] = []
+            outs: list[Tensor] = []  # each layer's activation output (before the sparsity)
             code = h
             for i, layer in enumerate(layers):
                 ins.append(h)
                 a = torch.addmm(layer.bias, h, layer.w_fwd)
                 h = layer.act_fwd(a)
-                if i == code_index:
-                    if self._topk is not None:
-                        h = self._topk.activate(h)
-                    code = h
                 pres.append(a)
                 outs.append(h)
+                if i == code_index:
+                    h = code = self._sparsity.activate(h)
             recon, grad = self._reconstruction(h, x)
-            penalty, grad_code = self._penalty(code)
+            penalty, grad_code = self._sparsity.fused_penalty(code)
             for i in range(len(layers) - 1, -1, -1):
                 layer = layers[i]
                 if layer.act_bwd is not None:
                     if i == code_index:
-                        grad = self._code_backward(layer, grad, grad_code, pres[i], outs[i])
+                        grad = self._code_backward(layer, grad, grad_code, pres[i], outs[i], code)
                     else:
                         grad = layer.act_bwd(grad, pres[i], outs[i])
                 h_in = ins[i]
@@ -209,18 +204,21 @@ class ManualMLPStep:
         return StepOutput(loss, {"recon": recon, "sparsity": penalty}, code)
 
     def _code_backward(
-        self, layer: _Layer, grad: Tensor, grad_code: Tensor | None, pre: Tensor, code: Tensor
+        self,
+        layer: _Layer,
+        grad: Tensor,
+        grad_code: Tensor | None,
+        pre: Tensor,
+        act_out: Tensor,
+        code: Tensor,
     ) -> Tensor:
-        """From the code's gradient (plus the penalty's) to the code layer's pre-activation."""
+        """From the code's gradient (plus the penalty's) through the sparsity, then through
+        the code activation evaluated at the pre-activation."""
         assert layer.act_bwd is not None
         if grad_code is not None:
             grad.add_(grad_code)
-        if self._topk is None:
-            return layer.act_bwd(grad, pre, code)
-        # relu(top-k(act(a))): the gradient passes where a positive value was kept, then
-        # through the code activation, evaluated at the pre-activation
-        grad = _threshold_backward(grad, code, 0)
-        return layer.act_bwd(grad, pre, layer.act_fwd(pre))
+        grad = self._sparsity.fused_backward(grad, code)
+        return layer.act_bwd(grad, pre, act_out)
 
     # -- loss terms and their gradients (already scaled by the means' 1/N) ------------------------
     def _reconstruction(self, logits: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -236,45 +234,6 @@ class ManualMLPStep:
         diff = logits.sub(x)
         recon = torch.dot(diff.view(-1), diff.view(-1)).div_(n)
         return recon, diff.mul_(2.0 / n)
-
-    def _penalty(self, code: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The sparsity penalty and its gradient with respect to the code (None if zero);
-        written with as few (tiny) ops as possible, each costing more in dispatch than in
-        arithmetic."""
-        sp = self.model.sparsity
-        batch = code.shape[0]
-        if isinstance(sp, KLSparsity):
-            if code.device.type == "cpu":  # 300-odd numbers: NumPy's per-call cost is ~1/5 torch's
-                q = torch.sum(code, 0).numpy() / batch
-                penalty, dq = _kl_and_gradient(q, sp.rho, sp.weight, sp.eps, np)
-                dq /= batch  # d/dq, spread over the batch by the caller
-                return torch.from_numpy(np.asarray(penalty)), torch.from_numpy(dq)
-            penalty_t, dq_t = _kl_and_gradient(
-                torch.mean(code, 0), sp.rho, sp.weight, sp.eps, _TorchMath
-            )
-            return penalty_t, dq_t.div_(batch)
-        if isinstance(sp, L1Sparsity):
-            scale = sp.weight / batch
-            return torch.abs(code).sum().mul_(scale), torch.sign(code).mul_(scale)
-        return code.new_zeros(()), None
-
-
-class _TorchMath:
-    """The four NumPy functions `_kl_and_gradient` uses, for tensors on any device."""
-
-    clip = staticmethod(torch.clamp)
-    log = staticmethod(torch.log)
-    sum = staticmethod(torch.sum)
-    equal = staticmethod(torch.eq)
-
-
-def _kl_and_gradient(q: Any, rho: float, weight: float, eps: float, xp: Any) -> tuple[Any, Any]:
-    """``weight * sum_j KL(rho || q_j)`` and its derivative in q, with q clamped into
-    [eps, 1 - eps] as `KLSparsity.penalty` does (zero derivative where the clamp acts).
-    ``xp`` is NumPy (arrays) or `_TorchMath` (tensors): the same formula for both."""
-    qc = xp.clip(q, eps, 1.0 - eps)
-    grad = (weight * (1.0 - rho)) / (1.0 - qc) - (weight * rho) / qc
-    return weight * xp.sum(kl_to_target(qc, rho, xp.log)), grad * xp.equal(qc, q)
 
 
 _ACT_BACKWARD: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {

@@ -2,43 +2,36 @@
 
     x --corruption--> backbone.encode --code activation--> sparsity --> h --> backbone.decode
 
-It knows how to compute its own loss terms, so the trainer stays one loop for every model.
+It computes its own loss terms, so the trainer stays one loop for every model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
-from sparseae.config import ModelConfig
 from sparseae.corruptions import Corruption, make_corruption
-from sparseae.errors import ConfigError
+from sparseae.data.transform import InputTransform
 from sparseae.models.autoencoder.backbones import Backbone, make_backbone
-from sparseae.nn_utils import UNIT_INTERVAL_ACTIVATIONS, activation
-from sparseae.sparsities.base import Sparsity, make_sparsity
+from sparseae.models.autoencoder.config import ModelConfig
+from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, StepOutput
+from sparseae.models.code import check_code_activation
+from sparseae.nn_utils import activation
+from sparseae.sparsities import Sparsity, make_sparsity
 
 
-@dataclass
-class StepOutput:
-    """What one training/eval forward pass produces: the total loss, every named term
-    (detached copies are what the trainer logs) and the code, for sparsity metrics."""
-
-    loss: Tensor
-    terms: dict[str, Tensor]
-    code: Tensor
-
-
-class Autoencoder(nn.Module):
+class Autoencoder(ModelBase):
     """A sparse (or plain) autoencoder described entirely by a `ModelConfig`.
 
     ``Autoencoder(d_in=784, hidden=[100], n_latents=300, activation="gelu",
     code_activation="sigmoid", sparsity="kl", sparsity_params={"rho": 0.1, "weight": 0.05/32},
-    loss="bce")`` is document 003's KL sparse AE.
+    loss="bce")`` is a KL sparse AE (Ng's notes, in a Keras-style recipe).
     """
+
+    checkpoint_kind = "autoencoder"
 
     def __init__(self, config: ModelConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -47,44 +40,39 @@ class Autoencoder(nn.Module):
         elif kwargs:
             config = config.replace(**kwargs)
         self.config = config
-        self.backbone: Backbone = make_backbone(config)
         self.sparsity: Sparsity = make_sparsity(
             config.sparsity, config.n_latents, **config.sparsity_params
         )
+        check_code_activation(self.sparsity, config.code_activation)
+        self.backbone: Backbone = make_backbone(config)
         self.corruption: Corruption = make_corruption(config.corruption, **config.corruption_params)
         self.code_act = activation(config.code_activation)
-        if self.sparsity.needs_unit_interval and config.code_activation not in (
-            UNIT_INTERVAL_ACTIVATIONS
-        ):
-            raise ConfigError(
-                f"{config.sparsity} sparsity needs a code in (0, 1), but the code activation is "
-                f"{config.code_activation!r}: use code_activation='sigmoid' (--code-activation "
-                "sigmoid)"
-            )
+        self.input_transform = InputTransform(config.d_in)
 
     # -- the three stages -------------------------------------------------------------------
-    @property
-    def n_latents(self) -> int:
-        return self.config.n_latents
+    def pre_activation(self, x: Tensor) -> Tensor:
+        """The code layer's pre-activation z of (already transformed) x."""
+        return self.backbone.encode(x)
 
-    @property
-    def d_in(self) -> int:
-        return self.config.d_in
+    def code(self, x: Tensor) -> Tensor:
+        """The sparse code h of (already transformed, uncorrupted) x."""
+        return self.sparsity(self.code_act(self.backbone.encode(x)))
 
     def encode(self, x: Tensor) -> Tensor:
-        """The sparse code h of (uncorrupted) x."""
-        return self.sparsity(self.code_act(self.backbone.encode(x)))
+        """The sparse code h of raw x (the fitted input transform applied first)."""
+        return self.code(self.input_transform(x))
 
     def decode_logits(self, h: Tensor) -> Tensor:
         return self.backbone.decode(h)
 
     def decode(self, h: Tensor) -> Tensor:
+        """Reconstruction in the model's (transformed) input space."""
         out = self.backbone.decode(h)
         return torch.sigmoid(out) if self.config.output_activation == "sigmoid" else out
 
     def forward(self, x: Tensor) -> Tensor:
-        """Reconstruction of x (no corruption: use `step` for the training objective)."""
-        return self.decode(self.encode(x))
+        """Reconstruction of raw x, back in raw units (no corruption: `step` trains)."""
+        return self.input_transform.inverse(self.decode(self.encode(x)))
 
     # -- the objective ----------------------------------------------------------------------
     def reconstruction_loss(self, logits: Tensor, target: Tensor) -> Tensor:
@@ -96,12 +84,32 @@ class Autoencoder(nn.Module):
         return F.mse_loss(out, target)
 
     def step(self, x: Tensor) -> StepOutput:
-        """Loss of one batch: corrupt (training only), encode, decode, add the penalty."""
-        x_in = self.corruption(x)
-        code = self.encode(x_in)
-        recon = self.reconstruction_loss(self.decode_logits(code), x)
-        penalty = self.sparsity.penalty(code)
-        return StepOutput(recon + penalty, {"recon": recon, "sparsity": penalty}, code)
+        """Loss of one batch of transformed x: corrupt (training only), encode, decode, add
+        the penalty."""
+        z = self.backbone.encode(self.corruption(x))
+        a = self.code_act(z)
+        code = self.sparsity(a)
+        logits = self.decode_logits(code)
+        recon = self.reconstruction_loss(logits, x)
+        penalty = self.sparsity.penalty(a, code)
+        x_hat = None
+        if self.backbone.atoms() is not None and self.config.output_activation == "linear":
+            x_hat = logits.detach()  # a linear dictionary: the residual AuxK explains
+        return StepOutput(
+            recon + penalty, {"recon": recon, "sparsity": penalty}, code, z.detach(), x_hat
+        )
+
+    def decoder_atoms(self) -> Atoms | None:
+        return self.backbone.atoms()
+
+    def encoder_atoms(self) -> Atoms | None:
+        return self.backbone.encoder_atoms()
+
+    def fused_step(self) -> Any:
+        """The hand-derived MLP step, where it is exact for this configuration."""
+        from sparseae.models.autoencoder.fused_mlp import FusedMLPStep, supports
+
+        return FusedMLPStep(self) if supports(self, Autoencoder) is None else None
 
     def filters(self) -> Tensor | None:
         return self.backbone.filters()
@@ -122,17 +130,6 @@ class Autoencoder(nn.Module):
         )
 
 
-Autoencoder.checkpoint_kind = "autoencoder"
-
-
-def _build_from_config(config: dict[str, Any]) -> Autoencoder:
-    return Autoencoder(ModelConfig.from_dict(config))
-
-
-def _register() -> None:
-    from sparseae.checkpoint import register_kind
-
-    register_kind("autoencoder", _build_from_config)
-
-
-_register()
+@MODEL_KINDS.register("autoencoder")
+def _build(config: dict[str, Any], source: str | None = None) -> Autoencoder:
+    return Autoencoder(ModelConfig.from_dict(config, source))

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
-from sparseae.errors import ConfigError
+from sparseae.models.base import Atoms
+from sparseae.registry import Registry
 
 if TYPE_CHECKING:
-    from sparseae.config import ModelConfig
+    from sparseae.models.autoencoder.config import ModelConfig
 
-_REGISTRY: dict[str, Callable[[ModelConfig], Backbone]] = {}
+#: name -> factory(config) -> Backbone
+BACKBONES: Registry[Callable[[ModelConfig], Backbone]] = Registry("backbone")
 
 
 class Backbone(nn.Module):
@@ -32,25 +34,29 @@ class Backbone(nn.Module):
         backbone has a natural one; None otherwise."""
         return None
 
+    def atoms(self) -> Atoms | None:
+        """The decoder as a linear dictionary, where it is one (see `Atoms`)."""
+        return None
+
+    def encoder_atoms(self) -> Atoms | None:
+        """The encoder's rows and bias, where it is one linear layer."""
+        return None
+
 
 def register_backbone(name: str) -> Callable[[Callable[[ModelConfig], Backbone]], Callable]:
     def wrap(factory: Callable[[ModelConfig], Backbone]) -> Callable[[ModelConfig], Backbone]:
-        _REGISTRY[name] = factory
+        BACKBONES.add(name, factory)
         return factory
 
     return wrap
 
 
 def backbone_names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    return BACKBONES.names()
 
 
 def make_backbone(config: ModelConfig) -> Backbone:
-    if config.backbone not in _REGISTRY:
-        raise ConfigError(
-            f"unknown backbone {config.backbone!r}: choose one of {', '.join(sorted(_REGISTRY))}"
-        )
-    return _REGISTRY[config.backbone](config)
+    return BACKBONES.get(config.backbone)(config)
 
 
 from sparseae.models.autoencoder.backbones import conv as _conv  # noqa: E402,F401  (registers "conv")

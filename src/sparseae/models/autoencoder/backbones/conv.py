@@ -19,9 +19,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from sparseae.config import ModelConfig
 from sparseae.errors import ConfigError
 from sparseae.models.autoencoder.backbones import Backbone, register_backbone
+from sparseae.models.autoencoder.config import ModelConfig
 from sparseae.nn_utils import activation, glorot_linear
 
 DEFAULT_CHANNELS = (16, 32, 64)

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparseae.config import ModelConfig
 from sparseae.errors import ConfigError
 from sparseae.models.autoencoder.backbones import Backbone, register_backbone
+from sparseae.models.autoencoder.config import ModelConfig
 from sparseae.nn_utils import glorot_linear
 
 _PARAMS = ("code_head",)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sparseae.config import ModelConfig
 from sparseae.errors import ConfigError
 from sparseae.models.autoencoder.backbones import Backbone, register_backbone
+from sparseae.models.autoencoder.config import ModelConfig
+from sparseae.models.base import Atoms
 from sparseae.nn_utils import activation, glorot_linear
 
 
@@ -69,6 +70,20 @@ class MLPBackbone(Backbone):
             if i < last:
                 a = self.act(a)
         return a
+
+    def atoms(self) -> Atoms | None:
+        """A one-layer AE's decoder is a linear dictionary: its weight's columns (untied) or
+        the encoder weight's rows (tied) are the atoms; deep decoders have none."""
+        if len(self.enc_weights) != 1:
+            return None
+        if self.dec_weights is None:
+            return Atoms(self.enc_weights[0], self.dec_biases[0], transposed=False)
+        return Atoms(self.dec_weights[0], self.dec_biases[0], transposed=True)
+
+    def encoder_atoms(self) -> Atoms | None:
+        if len(self.enc_weights) != 1:
+            return None
+        return Atoms(self.enc_weights[0], self.enc_biases[0], transposed=False)
 
     def filters(self) -> Tensor:
         """For a one-layer AE the decoder's dictionary atoms (columns of W_dec: what each

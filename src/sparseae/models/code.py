@@ -1,0 +1,21 @@
+"""Rules every model applies to its code layer, so a sparsity means the same everywhere."""
+
+from __future__ import annotations
+
+from sparseae.errors import ConfigError
+from sparseae.sparsities import Sparsity
+
+#: activations whose output lies strictly inside (0, 1): the only codes KL sparsity accepts
+UNIT_INTERVAL_ACTIVATIONS = frozenset({"sigmoid"})
+#: non-decreasing activations: selecting the top entries before or after them is the same,
+#: so sparse kernels may select on the pre-activation
+MONOTONE_ACTIVATIONS = frozenset({"relu", "linear", "sigmoid", "tanh", "leaky_relu", "elu"})
+
+
+def check_code_activation(sparsity: Sparsity, code_activation: str) -> None:
+    """Refuse a code activation the mechanism cannot work with (KL needs a code in (0, 1))."""
+    if sparsity.needs_unit_interval and code_activation not in UNIT_INTERVAL_ACTIVATIONS:
+        raise ConfigError(
+            f"{sparsity.name} sparsity needs a code in (0, 1), but the code activation is "
+            f"{code_activation!r}: use code_activation='sigmoid' (--code-activation sigmoid)"
+        )

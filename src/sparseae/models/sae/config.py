@@ -1,0 +1,39 @@
+"""`SAEConfig`: what a one-layer dictionary SAE is. How it is trained (unit-norm atoms,
+dead latents, AuxK, warm-ups) is `sparseae.training.config.TrainConfig`'s business."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sparseae.config import Config, OneOf, Range
+
+#: training settings an older sparseae saved in the SAE's config; they never changed what a
+#: saved model computes, so a loaded config drops them
+LEGACY_TRAINING_KEYS = ("dead_after", "aux_k", "aux_weight")
+
+
+@dataclass(frozen=True)
+class SAEConfig(Config):
+    """``code_activation`` is applied to the pre-activation before the sparsity, exactly as
+    in the autoencoder family (relu by default: TopK, BatchTopK and JumpReLU SAEs as the
+    papers define them; kl needs sigmoid). ``tied_init`` starts the encoder as the decoder's
+    transpose. ``sparse_decode`` runs the TopK family through sparse kernels. ``bf16``
+    autocasts the step (meant for CUDA; works on CPU too)."""
+
+    d_in: int
+    n_latents: int
+    sparsity: str = "topk"
+    sparsity_params: dict[str, Any] = field(default_factory=lambda: {"k": 32})
+    code_activation: str = "relu"
+    tied_init: bool = True
+    sparse_decode: bool = True
+    bf16: bool = False
+
+    constraints = {
+        "d_in": Range(int, 1),
+        "n_latents": Range(int, 1),
+        "tied_init": OneOf(True, False),
+        "sparse_decode": OneOf(True, False),
+        "bf16": OneOf(True, False),
+    }
