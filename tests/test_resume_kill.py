@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -21,10 +22,24 @@ from sparseae.training.trainer import TRAINER_STATE_FILE
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _args(data: Path, out: Path) -> list[str]:
-    return [
-        "train", "--dataset", str(data), "--hidden", "48,32", "--sparsity", "topk", "--k", "4",
+MODELS = {
+    # a denoising k-sparse autoencoder with a cosine schedule
+    "autoencoder": [
+        "--hidden", "48,32", "--sparsity", "topk", "--k", "4",
         "--corruption", "dropout", "--corruption-p", "0.1", "--lr-schedule", "cosine",
+    ],
+    # the dictionary SAE with AuxK on tracked dead latents and a k warm-up still running
+    # when the first kill lands (its state and the tracker's are in the trainer state)
+    "sae": [
+        "--model", "sae", "--n-latents", "96", "--sparsity", "topk", "--k", "4",
+        "--dead-after", "160", "--aux-k", "8", "--sparsity-warmup", "600", "--k-start", "24",
+    ],
+}  # fmt: skip
+
+
+def _args(data: Path, out: Path, model: str = "autoencoder") -> list[str]:
+    return [
+        "train", "--dataset", str(data), *MODELS[model],
         "--epochs", "8", "--batch-size", "16", "--seed", "7", "--device", "cpu",
         "--threads", "1", "--checkpoint-every", "40", "--no-progress", "--out", str(out),
     ]  # fmt: skip
@@ -50,14 +65,15 @@ def _kill_when(proc: subprocess.Popen, ready, timeout: float = 60) -> bool:
     return proc.returncode == -signal.SIGKILL
 
 
-def test_sigkill_at_any_point_resumes_to_the_uninterrupted_weights(tmp_path):
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_sigkill_at_any_point_resumes_to_the_uninterrupted_weights(tmp_path, model):
     rng = np.random.default_rng(0)
     data = tmp_path / "acts"
     write_shards(data, rng.standard_normal((2000, 32)).astype(np.float32), rows_per_shard=300)
 
     killed = tmp_path / "killed"
     state = killed / TRAINER_STATE_FILE
-    args = _args(data, killed)
+    args = _args(data, killed, model)
     # 1st kill: right after the first checkpoint lands; 2nd kill: once the resumed run has
     # moved on (mtime changes: mid-epoch or mid-write, wherever it happens to be)
     proc = _start(args)
@@ -72,7 +88,7 @@ def test_sigkill_at_any_point_resumes_to_the_uninterrupted_weights(tmp_path):
     assert 0 < resumed_at < 8 * 125  # it did resume, from the middle of the run
 
     straight = tmp_path / "straight"
-    assert main(_args(data, straight)) == 0
+    assert main(_args(data, straight, model)) == 0
     a = load_file(str(straight / "model.safetensors"))
     b = load_file(str(killed / "model.safetensors"))
     assert a.keys() == b.keys()
@@ -80,3 +96,6 @@ def test_sigkill_at_any_point_resumes_to_the_uninterrupted_weights(tmp_path):
         assert torch.equal(a[k], b[k]), k
     history = [json.loads(line) for line in (straight / "history.jsonl").read_text().splitlines()]
     assert history[-1]["loss"] < 0.9 * history[0]["loss"]  # it trained: not two initialisations
+    resumed = [json.loads(line) for line in (killed / "history.jsonl").read_text().splitlines()]
+    for a_rec, b_rec in zip(history, resumed, strict=True):  # whole epochs, also resumed ones
+        assert a_rec["loss"] == pytest.approx(b_rec["loss"], rel=1e-9), a_rec["epoch"]

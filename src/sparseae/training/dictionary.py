@@ -48,7 +48,9 @@ def remove_parallel_grad(atoms: Atoms) -> None:
 
 class UnitNormDecoder(Callback):
     def on_train_begin(self, trainer: Any) -> None:
-        normalize_atoms(trainer.model.decoder_atoms_or_raise())
+        atoms = trainer.model.decoder_atoms_or_raise()
+        if trainer.resumed_at is None:  # resumed atoms are unit norm already: renormalising
+            normalize_atoms(atoms)  # again would round them differently from the run
 
     def on_after_backward(self, trainer: Any) -> None:
         remove_parallel_grad(trainer.model.decoder_atoms())

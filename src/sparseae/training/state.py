@@ -43,6 +43,22 @@ def optimizer_state_from_tensors(
     for pid, values in meta.get("scalars", {}).items():
         state.setdefault(int(pid), {}).update(values)
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    _match_param_layout(opt)
+
+
+def _match_param_layout(opt: torch.optim.Optimizer) -> None:
+    """Moments in the memory layout of their parameter, as the optimizer made them: fused
+    kernels walk parameter and moments as flat arrays, so a transposed parameter (a tied
+    initialisation's view) with contiguous loaded moments would be updated wrongly."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, value in opt.state.get(p, {}).items():
+                if (
+                    isinstance(value, Tensor)
+                    and value.shape == p.shape
+                    and value.stride() != p.stride()
+                ):
+                    opt.state[p][key] = torch.empty_like(p).copy_(value)
 
 
 def split_state(prefix: str, state: dict[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -43,7 +43,7 @@ class SAE(ModelBase):
         w_dec /= w_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(w_dec)
         if c.tied_init:
-            self.W_enc = nn.Parameter(w_dec.t().clone())
+            self.W_enc = nn.Parameter(w_dec.t().contiguous())
         else:
             bound = 1.0 / c.d_in**0.5
             self.W_enc = nn.Parameter(torch.empty(c.d_in, c.n_latents).uniform_(-bound, bound))
