@@ -23,6 +23,7 @@ demo: venv
 	@echo "open reports/compare/report.html"
 
 test: venv
+	$(VENV)/bin/lint-imports --no-cache  # the layering contracts in .importlinter
 	$(PY) -m pytest -q
 
 lint: venv

@@ -104,7 +104,7 @@ class Each(Constraint):
         for v in value:
             p = self.inner.problem(v)
             if p is not None:
-                return f"a list of {p.removeprefix('a ').removeprefix('an ')}s"
+                return f"a list whose every item is {p}"
         return None
 
 

@@ -24,7 +24,7 @@ class SAEConfig(Config):
     d_in: int
     n_latents: int
     sparsity: str = "topk"
-    sparsity_params: dict[str, Any] = field(default_factory=lambda: {"k": 32})
+    sparsity_params: dict[str, Any] = field(default_factory=dict)  # topk: k=32 by default
     code_activation: str = "relu"
     tied_init: bool = True
     sparse_decode: bool = True
