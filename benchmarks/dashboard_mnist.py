@@ -6,7 +6,8 @@ One command: ``python benchmarks/dashboard_mnist.py`` (``--quick``: fewer rows a
 1. sparseae trains a 784-256-128-10 MLP classifier on MNIST (2 epochs).
 2. `extract_activations` hooks its ``act2`` layer (128 ReLU units) and writes the 55,000
    training images' activations to a shard folder (`ShardWriter`), the test set's to memory.
-3. A TopK SAE (128 -> 256 latents, k=8, linear decoder, MSE, Adam 3e-3) trains by streaming
+3. A TopK dictionary SAE (`sparseae.SAE`: 128 -> 256 latents, k=8, unit-norm atoms, b_dec at
+   the geometric median, MSE, Adam 3e-3) trains by streaming
    the shards (`StreamSource` through the trainer); the same SAE trained from the array in
    memory is the speed peer (ratio = streaming / in-memory seconds).
 4. Quality on the test activations against PCA with as many components as active latents
@@ -46,21 +47,11 @@ def load_mnist(data_dir: str | None) -> tuple[np.ndarray, ...]:
     return data.train.x, data.train.y, data.test.x, data.test.y
 
 
-def make_sae(n_latents: int, k: int, seed: int) -> sparseae.Autoencoder:
+def make_sae(n_latents: int, k: int, seed: int) -> sparseae.SAE:
+    """The dictionary SAE with its defaults: encoder initialised as the decoder's transpose
+    (Gao et al. 2024), unit-norm atoms and b_dec at the geometric median (the trainer's)."""
     torch.manual_seed(seed)
-    sae = sparseae.Autoencoder(
-        d_in=128,
-        n_latents=n_latents,
-        hidden=(),
-        code_activation="linear",
-        output_activation="linear",
-        loss="mse",
-        sparsity="topk",
-        sparsity_params={"k": k},
-    )
-    with torch.no_grad():  # encoder starts as the decoder's transpose (Gao et al. 2024)
-        sae.backbone.enc_weights[0].copy_(sae.backbone.dec_weights[0].T)
-    return sae
+    return sparseae.SAE(d_in=128, n_latents=n_latents, sparsity="topk", sparsity_params={"k": k})
 
 
 @torch.no_grad()
@@ -77,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--dead-after", type=int, default=20_000, help="samples before a latent is dead (0: off)"
+    )
+    ap.add_argument("--aux-k", type=int, default=64, help="AuxK latents on the dead ones")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
@@ -107,7 +102,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"extracted {len(shards)} training rows to {shards.folder} ({extract_seconds:.1f}s)")
 
         cfg = sparseae.TrainConfig(
-            epochs=epochs, batch_size=args.batch_size, lr=3e-3, seed=args.seed, device="cpu"
+            epochs=epochs,
+            batch_size=args.batch_size,
+            lr=3e-3,
+            seed=args.seed,
+            device="cpu",
+            dead_after=args.dead_after,
+            aux_k=args.aux_k if args.dead_after else 0,
         )
         runs = {}
         for name, train_data in (("stream", str(shards.folder)), ("memory", None)):

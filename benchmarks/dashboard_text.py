@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-latents", type=int, default=1536)
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--dead-after", type=int, default=50_000, help="tokens before a latent is dead (0: off)"
+    )
+    ap.add_argument("--aux-k", type=int, default=256, help="AuxK latents (Gao et al.: 512)")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
     n_sent = 1000 if args.quick else args.sentences
@@ -97,17 +101,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(acts)} token rows from {split} sentences in {extract_seconds:.1f}s")
 
         torch.manual_seed(args.seed)
-        sae = sparseae.Autoencoder(
-            d_in=384,
-            n_latents=args.n_latents,
-            code_activation="linear",
-            output_activation="linear",
-            sparsity="topk",
-            sparsity_params={"k": args.k},
+        sae = sparseae.SAE(
+            d_in=384, n_latents=args.n_latents, sparsity="topk", sparsity_params={"k": args.k}
         )
-        with torch.no_grad():  # encoder starts as the decoder's transpose (Gao et al. 2024)
-            sae.backbone.enc_weights[0].copy_(sae.backbone.dec_weights[0].T)
-        cfg = sparseae.TrainConfig(epochs=epochs, batch_size=256, lr=1e-3, seed=args.seed)
+        cfg = sparseae.TrainConfig(
+            epochs=epochs,
+            batch_size=256,
+            lr=1e-3,
+            seed=args.seed,
+            dead_after=args.dead_after,
+            aux_k=args.aux_k if args.dead_after else 0,
+        )
         t0 = time.perf_counter()
         history = Trainer(sae, cfg, progress=False).fit(str(acts.folder), test)
         train_seconds = time.perf_counter() - t0

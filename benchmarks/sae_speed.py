@@ -83,7 +83,8 @@ def run_one(d_in: int, n: int, k: int, batch: int, steps: int, warmup: int) -> d
     torch.manual_seed(0)
     ours = SAE(d_in=d_in, n_latents=n, sparsity="topk", sparsity_params={"k": k})
     ref = DenseTopKSAE(d_in, n, k)
-    ref.load_state_dict({k_: v for k_, v in ours.state_dict().items() if k_ != "since_fired"})
+    mine = ref.state_dict()
+    ref.load_state_dict({k_: v for k_, v in ours.state_dict().items() if k_ in mine})
     impls = {
         "sparseae": (ours, lambda x: ours.step(x).loss),
         "dense": (ref, ref.loss),

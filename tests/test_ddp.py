@@ -88,15 +88,25 @@ def test_two_gloo_processes_match_one_process_and_resume_exactly(tmp_path):
         assert torch.equal(got[f"straight.{k}"], got[f"resumed.{k}"]), k
 
 
+CLI_MODELS = {
+    "autoencoder": ["--hidden", "32", "--sparsity", "topk", "--k", "6"],
+    # the dictionary SAE with every trick that keeps state across ranks: unit-norm atoms,
+    # b_dec at the geometric median, dead latents counted over the global batch, AuxK
+    # normalised by the global residual energy
+    "sae": ["--model", "sae", "--n-latents", "96", "--sparsity", "topk", "--k", "4",
+            "--dead-after", "64", "--aux-k", "8"],
+}  # fmt: skip
+
+
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed next to python")
-def test_torchrun_cli_on_a_shard_folder_matches_one_process_and_only_rank0_writes(tmp_path):
+@pytest.mark.parametrize("model", sorted(CLI_MODELS))
+def test_torchrun_cli_on_a_shard_folder_matches_one_process_and_only_rank0_writes(tmp_path, model):
     from sparseae.cli import main
 
     shard_dir = tmp_path / "shards"
     write_shards(shard_dir, data(), rows_per_shard=128, metadata={"name": "digits-shards"})
-    args = ["train", "--dataset", str(shard_dir), "--hidden", "32", "--sparsity", "topk",
-            "--k", "6", "--epochs", "2", "--batch-size", "64", "--device", "cpu",
-            "--no-progress", "--threads", "1"]  # fmt: skip
+    args = ["train", "--dataset", str(shard_dir), *CLI_MODELS[model], "--epochs", "2",
+            "--batch-size", "64", "--device", "cpu", "--no-progress", "--threads", "1"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [str(TORCHRUN), "--nproc_per_node=2", "--standalone", "-m", "sparseae", *args,
@@ -110,6 +120,13 @@ def test_torchrun_cli_on_a_shard_folder_matches_one_process_and_only_rank0_write
     b = load_file(str(tmp_path / "ddp" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-5, msg=k)
+    history = sparseae.read_history(tmp_path / "one")
+    assert history[-1]["recon"] < history[0]["recon"]  # it trained
+    if model == "sae":
+        assert history[-1]["aux"] > 0 and history[-1]["dead_tracked"] > 0  # AuxK at work
+        assert sparseae.read_history(tmp_path / "ddp")[-1]["aux"] == pytest.approx(
+            history[-1]["aux"], rel=1e-4
+        )
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == sorted(
         p.name for p in (tmp_path / "one").iterdir()
     )

@@ -180,8 +180,22 @@ class AuxK:
             cols, weight, offsets, mode="sum", per_sample_weights=vals.to(weight.dtype)
         )
         residual = (x.reshape(x.shape[0], -1) - out.x_hat).detach()
-        denom = (residual - residual.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
-        return (e_hat - residual).pow(2).sum(-1).mean() / denom
+        return (e_hat - residual).pow(2).sum(-1).mean() / residual_energy(residual)
+
+
+def residual_energy(residual: Tensor) -> Tensor:
+    """E||r - mean(r)||^2 over the global batch: under data parallelism the ranks' sums are
+    all-reduced, so every rank divides by what one process would (then DDP's gradient mean
+    equals one process's gradient)."""
+    from sparseae.training.distributed import rank_and_world, sum_over_ranks
+
+    n = residual.new_tensor([float(residual.shape[0])])
+    stats = torch.cat([residual.sum(0), residual.pow(2).sum().reshape(1), n])
+    if rank_and_world()[1] > 1:
+        stats = sum_over_ranks(stats)
+    total, sumsq, count = stats[:-2], stats[-2], stats[-1]
+    mean = total / count
+    return (sumsq / count - mean.pow(2).sum()).clamp_min(1e-12)
 
 
 # -- resampling --------------------------------------------------------------------------------

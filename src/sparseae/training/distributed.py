@@ -74,6 +74,13 @@ def wrap_step(step: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(step, device_ids=ids, **no_sync)
 
 
+def sum_over_ranks(t: Tensor) -> Tensor:
+    """The element-wise sum over ranks (one all-reduce, on a copy)."""
+    out = t.clone()
+    dist.all_reduce(out)
+    return out
+
+
 def any_over_ranks(flags: Tensor) -> Tensor:
     """Element-wise OR of a bool tensor over ranks (one all-reduce)."""
     as_float = flags.float()
