@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 import sparseae
 from sparseae.cli import main
@@ -187,7 +186,7 @@ def test_module_entry_point_runs_as_a_real_process(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "sparseae train: error: --k does not apply to --sparsity none"
     ]
-    assert torch.__version__  # the process imported torch fine alongside
+    assert "Traceback" not in proc.stderr
 
 
 def test_autograd_flag_trains_through_autograd_to_the_same_result(tmp_path, capsys):

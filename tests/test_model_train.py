@@ -184,13 +184,21 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 
 def test_compiled_step_trains_like_the_eager_one():
+    from sparseae.training.trainer import Trainer
+
     x, _ = digits(640)
     runs = {}
     for compile_ in (False, True):
         model = _model(sparsity="kl", code_activation="sigmoid", loss="bce")
-        hist = sparseae.fit(
-            model, x, epochs=2, batch_size=32, seed=1, progress=False, compile=compile_
+        # eager autograd is the reference (not the hand-derived step, which compile skips)
+        cfg = sparseae.TrainConfig(
+            epochs=2, batch_size=32, seed=1, compile=compile_, manual_backward=False
         )
+        trainer = Trainer(model, cfg, progress=False)
+        hist = trainer.fit(x)
+        assert trainer.fused is None
+        if compile_:  # it really ran compiled: no silent fall-back to eager
+            assert trainer.step_fn.compiled_fn() is not None
         weights = torch.cat([p.detach().flatten() for p in model.parameters()])
         runs[compile_] = (hist["loss"], weights)
     # same arithmetic up to kernel fusion's floating-point reordering
