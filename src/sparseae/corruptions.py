@@ -92,15 +92,24 @@ class GaussianNoise(Corruption):
         return f"Gaussian noise with sigma {self.sigma:g} added to the input in training"
 
 
-@register_corruption("dropout")
-class InputDropout(Corruption):
-    """Keras-style Dropout on the input: zero a fraction p, scale the rest by 1/(1-p)."""
+class _UnitCorruption(Corruption):
+    """Base of the corruptions that zero each input unit with probability ``p`` (their one
+    parameter): the range check and the parameter live here once, each subclass keeps its
+    own default, kernel and wording."""
 
     param_names = ("p",)
 
-    def __init__(self, p: float = 0.5) -> None:
+    def __init__(self, kind: str, p: float) -> None:
         super().__init__()
-        self.p = _probability("dropout", p)
+        self.p = _probability(kind, p)
+
+
+@register_corruption("dropout")
+class InputDropout(_UnitCorruption):
+    """Keras-style Dropout on the input: zero a fraction p, scale the rest by 1/(1-p)."""
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__("dropout", p)
 
     def corrupt(self, x: Tensor) -> Tensor:
         # a uniform draw compared in place: on CPU torch's dropout (a Bernoulli draw) costs
@@ -114,14 +123,11 @@ class InputDropout(Corruption):
 
 
 @register_corruption("masking")
-class Masking(Corruption):
+class Masking(_UnitCorruption):
     """Masking noise (Vincent et al. 2008): zero a fraction p of the inputs, no rescaling."""
 
-    param_names = ("p",)
-
     def __init__(self, p: float = 0.25) -> None:
-        super().__init__()
-        self.p = _probability("masking", p)
+        super().__init__("masking", p)
 
     def corrupt(self, x: Tensor) -> Tensor:
         return torch.rand_like(x).ge_(self.p).mul_(x)

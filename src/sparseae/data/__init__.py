@@ -16,7 +16,7 @@ from pathlib import Path
 from sparseae.data.core import SCALES, Dataset, Split, check_limit
 from sparseae.data.fetch import verify_checksums
 from sparseae.data.named import NAMED_DATASETS, load_digits, load_idx_dataset, normalize_name
-from sparseae.errors import DataError
+from sparseae.errors import ConfigError, DataError
 
 __all__ = [
     "NAMED_DATASETS",
@@ -26,6 +26,29 @@ __all__ = [
     "load_dataset",
     "verify_checksums",
 ]
+
+
+def _check_label_column(label_column: str | int | None, key: str) -> None:
+    """Reject a `label_column` for a named set (only CSVs have columns) before anything is
+    read or downloaded."""
+    if label_column is not None and key in NAMED_DATASETS:  # "digits" is one of them
+        raise ConfigError(f"label_column applies to .csv files only, not to {key}")
+
+
+def _missing_file_error(path: Path, raw: str) -> DataError:
+    """Why `raw` is neither a dataset name nor a data file, worded for the likely mistake: a
+    folder, a mistyped path, or a mistyped dataset name."""
+    if path.exists():
+        return DataError(
+            f"{path}: is a folder, not a data file; pass a .npy, .npz or .csv file, or a "
+            f"dataset name ({', '.join(NAMED_DATASETS)}) with data_dir={str(path)!r}"
+        )
+    if path.suffix or os.sep in raw or "/" in raw:
+        return DataError(f"{path}: no such file; check the path")
+    return DataError(
+        f"{raw!r}: unknown dataset; valid names are {', '.join(NAMED_DATASETS)}, or pass a "
+        "path to a .npy, .npz or .csv file"
+    )
 
 
 def load_dataset(
@@ -54,22 +77,17 @@ def load_dataset(
     split. `limit` keeps the first N rows of each split, for quick tests.
     Raises `DataError` (bad or missing data) or `ConfigError` (bad options).
     """
-    from sparseae.errors import ConfigError
-
     check_limit(limit)
     if scale is not None and scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
     raw = os.fspath(name_or_path)
     key = normalize_name(raw)
+    _check_label_column(label_column, key)
     if key == "digits":
-        if label_column is not None:
-            raise ConfigError("label_column applies to .csv files only, not to digits")
         return load_digits(
             val_size=val_size, test_size=test_size, scale=scale or "unit", limit=limit, seed=seed
         )
     if key in NAMED_DATASETS:
-        if label_column is not None:
-            raise ConfigError(f"label_column applies to .csv files only, not to {key}")
         return load_idx_dataset(
             key,
             data_dir=data_dir,
@@ -80,28 +98,18 @@ def load_dataset(
             limit=limit,
         )
     path = Path(raw).expanduser()
-    if path.is_file():
-        from sparseae.data.arrays import load_array_file
+    if not path.is_file():
+        raise _missing_file_error(path, raw)
+    from sparseae.data.arrays import load_array_file
 
-        return load_array_file(
-            path,
-            val_size=val_size,
-            test_size=test_size,
-            scale=scale,
-            label_column=label_column,
-            limit=limit,
-            seed=seed,
-        )
-    if path.exists():
-        raise DataError(
-            f"{path}: is a folder, not a data file; pass a .npy, .npz or .csv file, or a "
-            f"dataset name ({', '.join(NAMED_DATASETS)}) with data_dir={str(path)!r}"
-        )
-    if path.suffix or os.sep in raw or "/" in raw:
-        raise DataError(f"{path}: no such file; check the path")
-    raise DataError(
-        f"{raw!r}: unknown dataset; valid names are {', '.join(NAMED_DATASETS)}, or pass a "
-        "path to a .npy, .npz or .csv file"
+    return load_array_file(
+        path,
+        val_size=val_size,
+        test_size=test_size,
+        scale=scale,
+        label_column=label_column,
+        limit=limit,
+        seed=seed,
     )
 
 

@@ -11,8 +11,8 @@ layer: later layers would only cost time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,72 @@ def _rows(out: Tensor, mask: Tensor | None, reduce: str) -> tuple[Tensor, Tensor
     raise ConfigError(f"unknown reduce {reduce!r}: choose one of {', '.join(REDUCTIONS)}")
 
 
+def _catching_hook(layer: str | nn.Module, caught: list[Tensor]) -> Callable[..., None]:
+    """A forward hook that stores the layer's output in `caught` and raises `_Stop`, so the
+    model's later layers never run (they would only cost time)."""
+
+    def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+        if isinstance(output, tuple | list):  # transformer blocks return (hidden, ...)
+            output = output[0]
+        if not isinstance(output, Tensor):
+            raise ConfigError(f"layer {layer!r} does not output a tensor ({type(output)})")
+        caught.append(output.detach())
+        raise _Stop
+
+    return hook
+
+
+def _run_to_layer(
+    model: nn.Module, batch: Any, device: torch.device, caught: list[Tensor]
+) -> Tensor | None:
+    """The hooked layer's output for one batch, or None when the forward never called it."""
+    caught.clear()
+    try:
+        _call(model, batch, device)
+    except _Stop:
+        pass
+    return caught[0] if caught else None
+
+
+@dataclass
+class _Collected:
+    """Rows gathered batch by batch: kept in memory, or streamed to a `ShardWriter` with only
+    their provenance kept here, so huge extractions never hold all activations at once."""
+
+    out: Any
+    xs: list[np.ndarray] = field(default_factory=list)
+    sources: list[np.ndarray] = field(default_factory=list)
+    positions: list[np.ndarray] = field(default_factory=list)
+    n_rows: int = 0
+
+    def add(self, rows: tuple[Tensor, Tensor, Tensor], seen: int) -> None:
+        """One batch's (rows, example index within batch, position); `seen` is the number of
+        examples in earlier batches, so `source` counts across batches."""
+        x, ex, pos = rows
+        rows_np = x.float().cpu().numpy()
+        src = (ex + seen).numpy().astype(np.int64)
+        pos_np = pos.numpy().astype(np.int64)
+        if self.out is not None:
+            self.out.append(rows_np, extra={"source": src, "position": pos_np})
+        else:
+            self.xs.append(rows_np)
+        self.sources.append(src)
+        self.positions.append(pos_np)
+        self.n_rows += rows_np.shape[0]
+
+    def finish(self) -> Activations:
+        """The collected `Activations` (closing the shard writer, if any)."""
+        if not self.sources:
+            raise DataError("no inputs were given to extract activations from")
+        folder = self.out.close() if self.out is not None else None
+        return Activations(
+            x=np.concatenate(self.xs) if self.xs else None,
+            source=np.concatenate(self.sources),
+            position=np.concatenate(self.positions),
+            folder=folder,
+        )
+
+
 @torch.no_grad()
 def extract_activations(
     model: nn.Module,
@@ -134,59 +200,26 @@ def extract_activations(
     dev = torch.device(device)
     target = resolve_layer(model, layer)
     caught: list[Tensor] = []
-
-    def hook(_module: nn.Module, _args: Any, output: Any) -> None:
-        if isinstance(output, tuple | list):  # transformer blocks return (hidden, ...)
-            output = output[0]
-        if not isinstance(output, Tensor):
-            raise ConfigError(f"layer {layer!r} does not output a tensor ({type(output)})")
-        caught.append(output.detach())
-        raise _Stop
-
     was_training = model.training
     model.eval()
     model.to(dev)
-    handle = target.register_forward_hook(hook)
-    xs: list[np.ndarray] = []
-    sources: list[np.ndarray] = []
-    positions: list[np.ndarray] = []
-    seen = rows_done = 0
+    handle = target.register_forward_hook(_catching_hook(layer, caught))
+    collected = _Collected(out)
+    seen = 0
     try:
         for batch in _batches(inputs, batch_size):
-            caught.clear()
-            try:
-                _call(model, batch, dev)
-            except _Stop:
-                pass
+            output = _run_to_layer(model, batch, dev, caught)
             n, mask = _batch_len_and_mask(batch)
-            if not caught:
+            if output is None:
                 raise ConfigError(f"layer {layer!r} was not called by the model's forward")
-            rows, ex, pos = _rows(caught[0], mask, reduce)
-            rows_np = rows.float().cpu().numpy()
-            src = (ex + seen).numpy().astype(np.int64)
-            pos_np = pos.numpy().astype(np.int64)
-            if out is not None:
-                out.append(rows_np, extra={"source": src, "position": pos_np})
-            else:
-                xs.append(rows_np)
-            sources.append(src)
-            positions.append(pos_np)
+            collected.add(_rows(output, mask, reduce), seen)
             seen += n
-            rows_done += rows_np.shape[0]
-            if limit_rows is not None and rows_done >= limit_rows:
+            if limit_rows is not None and collected.n_rows >= limit_rows:
                 break
     finally:
         handle.remove()
         model.train(was_training)
-    if not sources:
-        raise DataError("no inputs were given to extract activations from")
-    folder = out.close() if out is not None else None
-    return Activations(
-        x=np.concatenate(xs) if xs else None,
-        source=np.concatenate(sources),
-        position=np.concatenate(positions),
-        folder=folder,
-    )
+    return collected.finish()
 
 
 def _batch_len_and_mask(batch: Any) -> tuple[int, Tensor | None]:

@@ -146,13 +146,9 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _read_csv(path: Path, label_column: str | int | None):  # noqa: ANN202
-    """Numeric CSV with an optional header; `label_column` (name or index) goes to y.
-
-    The first row is a header when none of its cells is a number. A non-numeric cell is
-    reported with its line, column and value, because "could not convert string to float"
-    without a place is useless in a million-row file.
-    """
+def _csv_rows(path: Path) -> tuple[list[list[str]], list[int]]:
+    """The non-blank rows and their 1-based file line numbers, kept so every later error can
+    point at the exact line in the user's file (blank lines would shift a plain row count)."""
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
@@ -167,52 +163,67 @@ def _read_csv(path: Path, label_column: str | int | None):  # noqa: ANN202
         raise DataError(f"{path}: cannot read the CSV file ({exc}); save it as UTF-8 CSV") from exc
     if not rows:
         raise DataError(f"{path}: the file is empty (no rows); it holds no data")
-    header: list[str] | None = None
-    if not any(_is_number(c) for c in rows[0]):
-        header = [c.strip() for c in rows[0]]
-        rows, lines = rows[1:], lines[1:]
-        if not rows:
-            raise DataError(f"{path}: zero data rows (only a header line); it holds no data")
-    width = len(header) if header is not None else len(rows[0])
+    return rows, lines
+
+
+def _csv_header(
+    path: Path, rows: list[list[str]], lines: list[int]
+) -> tuple[list[str] | None, list[list[str]], list[int]]:
+    """(header, data rows, their lines): the first row is a header when none of its cells is
+    a number, so both headed and bare numeric CSVs load without an option."""
+    if any(_is_number(c) for c in rows[0]):
+        return None, rows, lines
+    header = [c.strip() for c in rows[0]]
+    rows, lines = rows[1:], lines[1:]
+    if not rows:
+        raise DataError(f"{path}: zero data rows (only a header line); it holds no data")
+    return header, rows, lines
+
+
+def _check_csv_widths(path: Path, rows: list[list[str]], lines: list[int], width: int) -> None:
+    """Every row has `width` cells; a ragged row is named by its line rather than surfacing as
+    NumPy's inhomogeneous-shape error."""
     for row, line in zip(rows, lines, strict=True):
         if len(row) != width:
             raise DataError(
                 f"{path}: line {line} has {len(row)} columns but {width} were expected; "
                 "fix the row (a missing or extra comma?)"
             )
-    label_idx: int | None = None
-    if label_column is not None:
-        if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
-            if header is None:
-                raise ConfigError(
-                    f"{path}: label_column={label_column!r} is a name but the file has no "
-                    "header row; pass the column index instead"
-                )
-            if label_column not in header:
-                raise ConfigError(
-                    f"{path}: no column named {label_column!r}; the columns are {header}"
-                )
-            label_idx = header.index(label_column)
-        else:
-            label_idx = int(label_column)
-            if not -width <= label_idx < width:
-                raise ConfigError(
-                    f"{path}: label_column={label_column} is out of range for {width} columns"
-                )
-            label_idx %= width
-    table = np.array(rows, dtype=str)
-    labels_raw = None
-    if label_idx is not None:
-        labels_raw = np.char.strip(table[:, label_idx])
-        table = np.delete(table, label_idx, axis=1)
-        names = [h for i, h in enumerate(header or []) if i != label_idx]
-    else:
-        names = list(header or [])
-    col_ids = [i for i in range(width) if i != label_idx]
+
+
+def _csv_label_index(
+    path: Path, label_column: str | int | None, header: list[str] | None, width: int
+) -> int | None:
+    """The 0-based label column from a header name or a (possibly negative) index, checked
+    against the file so a typo is a ConfigError naming the columns, not an IndexError."""
+    if label_column is None:
+        return None
+    if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
+        if header is None:
+            raise ConfigError(
+                f"{path}: label_column={label_column!r} is a name but the file has no "
+                "header row; pass the column index instead"
+            )
+        if label_column not in header:
+            raise ConfigError(f"{path}: no column named {label_column!r}; the columns are {header}")
+        return header.index(label_column)
+    label_idx = int(label_column)
+    if not -width <= label_idx < width:
+        raise ConfigError(
+            f"{path}: label_column={label_column} is out of range for {width} columns"
+        )
+    return label_idx % width
+
+
+def _csv_features(
+    path: Path, table: np.ndarray, lines: list[int], col_ids: list[int], names: list[str]
+) -> np.ndarray:
+    """The feature cells as float64; on failure the first non-numeric cell is reported with its
+    line, column and value, because "could not convert string to float" without a place is
+    useless in a million-row file."""
     try:
-        x = table.astype(np.float64)
+        return table.astype(np.float64)
     except ValueError:
-        x = None
         for r, row in enumerate(table):
             for c, cell in enumerate(row):
                 if not _is_number(cell):
@@ -222,8 +233,13 @@ def _read_csv(path: Path, label_column: str | int | None):  # noqa: ANN202
                         "fix or remove it (all feature cells must be numbers)"
                     ) from None
         raise  # pragma: no cover - astype failed, but every cell parsed one by one
-    if x.shape[1] == 0:
-        raise DataError(f"{path}: no feature columns left after removing the label column")
+
+
+def _check_csv_finite(
+    path: Path, x: np.ndarray, table: np.ndarray, lines: list[int], col_ids: list[int]
+) -> None:
+    """No NaN/inf features ("nan" and "inf" parse as numbers), reported at the first one's line
+    and column with the counts, so the user knows how much imputing is needed."""
     bad = ~np.isfinite(x)
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
@@ -233,27 +249,48 @@ def _read_csv(path: Path, label_column: str | int | None):  # noqa: ANN202
             f"({str(table[r, c]).strip()!r}) is at line {lines[r]}, column {col_ids[c] + 1}. Fix: "
             "remove or impute them before loading"
         )
-    y = None
-    if labels_raw is not None:
-        if all(_is_number(v) for v in labels_raw):
-            y = labels_raw.astype(np.float64)
-        else:
-            y = labels_raw
-    return x, y, None, None
 
 
-def load_array_file(
-    path: Path,
-    *,
-    val_size: int | float | None,
-    test_size: int | float | None,
-    scale: str | None,
-    label_column: str | int | None,
-    limit: int | None,
-    seed: int,
-) -> Dataset:
-    """Load a user file and split it (seeded, stratified when labelled) and scale it
-    (default "minmax", fitted on the training split, so BCE-style losses work)."""
+def _csv_labels(labels_raw: np.ndarray | None) -> np.ndarray | None:
+    """Label cells as numbers when they all parse, else kept as strings (class names), which
+    `_as_labels` then turns into indices."""
+    if labels_raw is None:
+        return None
+    if all(_is_number(v) for v in labels_raw):
+        return labels_raw.astype(np.float64)
+    return labels_raw
+
+
+def _read_csv(path: Path, label_column: str | int | None):  # noqa: ANN202
+    """Numeric CSV with an optional header; `label_column` (name or index) goes to y.
+
+    Each step (reading, header, widths, label column, parsing, finiteness) is a helper that
+    reports the file's own line and column on failure.
+    """
+    rows, lines = _csv_rows(path)
+    header, rows, lines = _csv_header(path, rows, lines)
+    width = len(header) if header is not None else len(rows[0])
+    _check_csv_widths(path, rows, lines, width)
+    label_idx = _csv_label_index(path, label_column, header, width)
+    table = np.array(rows, dtype=str)
+    labels_raw = None
+    if label_idx is not None:
+        labels_raw = np.char.strip(table[:, label_idx])
+        table = np.delete(table, label_idx, axis=1)
+        names = [h for i, h in enumerate(header or []) if i != label_idx]
+    else:
+        names = list(header or [])
+    col_ids = [i for i in range(width) if i != label_idx]
+    x = _csv_features(path, table, lines, col_ids, names)
+    if x.shape[1] == 0:
+        raise DataError(f"{path}: no feature columns left after removing the label column")
+    _check_csv_finite(path, x, table, lines, col_ids)
+    return x, _csv_labels(labels_raw), None, None
+
+
+def _check_file_options(path: Path, label_column: str | int | None, scale: str | None) -> str:
+    """The scale to use (default "minmax"), after rejecting files and options that cannot
+    work, before any (possibly large) file is read."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DataError(
@@ -272,12 +309,84 @@ def load_array_file(
             f"{path}: scale='unit' is for the named image datasets (pixels/255); use "
             "'minmax', 'standard' or 'none' for your own arrays"
         )
+    return scale
+
+
+def _read_raw(path: Path, label_column: str | int | None):  # noqa: ANN202
+    """(x, y, x_test, y_test) raw arrays from the reader for the file's suffix."""
+    suffix = path.suffix.lower()
     if suffix == ".npy":
-        x_raw, y_raw, xt_raw, yt_raw = _read_npy(path)
-    elif suffix == ".npz":
-        x_raw, y_raw, xt_raw, yt_raw = _read_npz(path)
-    else:
-        x_raw, y_raw, xt_raw, yt_raw = _read_csv(path, label_column)
+        return _read_npy(path)
+    if suffix == ".npz":
+        return _read_npz(path)
+    return _read_csv(path, label_column)
+
+
+def _test_labels(
+    yt_raw: np.ndarray | None, x_te: np.ndarray, class_names: tuple[str, ...] | None, src: str
+) -> np.ndarray | None:
+    """The file's y_test as class indices, checked to use the same string classes as y_train
+    (else the indices would mean different classes) and to match x_test's length."""
+    if yt_raw is None:
+        return None
+    y_te, te_names = _as_labels(yt_raw, f"{src} (y_test)")
+    if te_names is not None and te_names != class_names:
+        raise DataError(
+            f"{src}: y_test has string classes {te_names} but y_train has "
+            f"{class_names}; store integer labels instead"
+        )
+    if len(y_te) != len(x_te):
+        raise DataError(
+            f"{src}: x_test has {len(x_te)} rows but y_test {len(y_te)} labels; they "
+            "must have the same length"
+        )
+    return y_te
+
+
+def _own_test_parts(
+    x: np.ndarray,
+    y: np.ndarray | None,
+    raw_test: tuple[np.ndarray, np.ndarray | None],
+    class_names: tuple[str, ...] | None,
+    n_val: int,
+    seed: int,
+    src: str,
+) -> tuple[list[tuple[np.ndarray, np.ndarray | None]], tuple[int, int] | None]:
+    """(train, val, test) parts and the test images' shape when the file defines its own test
+    split (x_test): only val is carved out of train."""
+    xt_raw, yt_raw = raw_test
+    x_te, te_shape = _as_features(np.asarray(xt_raw), f"{src} (x_test)")
+    if x_te.shape[1] != x.shape[1]:
+        raise DataError(
+            f"{src}: x_test has {x_te.shape[1]} features per row but x_train has "
+            f"{x.shape[1]}; they must match"
+        )
+    y_te = _test_labels(yt_raw, x_te, class_names, src)
+    if (y is None) != (y_te is None):
+        y = y_te = None  # labels for one side only are not usable for evaluation
+    tr, va, _ = split_indices(len(x), n_val, 0, y, seed, src)
+    parts = [
+        (x[tr], y[tr] if y is not None else None),
+        (x[va], y[va] if y is not None else None),
+        (x_te, y_te),
+    ]
+    return parts, te_shape
+
+
+def load_array_file(
+    path: Path,
+    *,
+    val_size: int | float | None,
+    test_size: int | float | None,
+    scale: str | None,
+    label_column: str | int | None,
+    limit: int | None,
+    seed: int,
+) -> Dataset:
+    """Load a user file and split it (seeded, stratified when labelled) and scale it
+    (default "minmax", fitted on the training split, so BCE-style losses work)."""
+    scale = _check_file_options(path, label_column, scale)
+    x_raw, y_raw, xt_raw, yt_raw = _read_raw(path, label_column)
 
     src = str(path)
     x, image_shape = _as_features(np.asarray(x_raw), src)
@@ -289,38 +398,11 @@ def load_array_file(
     n = len(x)
     n_val = resolve_count(val_size, n, 0.1, "val_size")
     if xt_raw is not None:
-        # The file defines its own test split (x_test): only val is carved out of train.
         if test_size is not None:
             raise ConfigError(
                 f"{src}: test_size does not apply: the file's x_test array is the test split"
             )
-        x_te, te_shape = _as_features(np.asarray(xt_raw), f"{src} (x_test)")
-        if x_te.shape[1] != x.shape[1]:
-            raise DataError(
-                f"{src}: x_test has {x_te.shape[1]} features per row but x_train has "
-                f"{x.shape[1]}; they must match"
-            )
-        y_te = None
-        if yt_raw is not None:
-            y_te, te_names = _as_labels(yt_raw, f"{src} (y_test)")
-            if te_names is not None and te_names != class_names:
-                raise DataError(
-                    f"{src}: y_test has string classes {te_names} but y_train has "
-                    f"{class_names}; store integer labels instead"
-                )
-            if len(y_te) != len(x_te):
-                raise DataError(
-                    f"{src}: x_test has {len(x_te)} rows but y_test {len(y_te)} labels; they "
-                    "must have the same length"
-                )
-        if (y is None) != (y_te is None):
-            y = y_te = None  # labels for one side only are not usable for evaluation
-        tr, va, _ = split_indices(n, n_val, 0, y, seed, src)
-        parts = [
-            (x[tr], y[tr] if y is not None else None),
-            (x[va], y[va] if y is not None else None),
-            (x_te, y_te),
-        ]
+        parts, te_shape = _own_test_parts(x, y, (xt_raw, yt_raw), class_names, n_val, seed, src)
         image_shape = image_shape if image_shape == te_shape else None
     else:
         n_test = resolve_count(test_size, n, 0.1, "test_size")

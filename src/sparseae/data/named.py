@@ -97,6 +97,42 @@ def load_digits(
     return _finish("digits", parts, 16.0, scale, limit, (8, 8))
 
 
+_TRAIN_X, _TRAIN_Y = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
+_TEST_X, _TEST_Y = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+
+
+def _load_idx_files(name: str, files: dict[str, Path]) -> dict[str, np.ndarray]:
+    """The four IDX arrays by file stem, checked to be the right kind (images 3-D, labels
+    1-D, bytes) so a swapped or foreign file fails with its path, not deep in training."""
+    arrays = {stem: idx.load_idx(files[stem]) for stem in (_TRAIN_X, _TRAIN_Y, _TEST_X, _TEST_Y)}
+    for stem, nd in ((_TRAIN_X, 3), (_TRAIN_Y, 1), (_TEST_X, 3), (_TEST_Y, 1)):
+        arr = arrays[stem]
+        if arr.ndim != nd or arr.dtype != np.uint8:
+            raise DataError(
+                f"{files[stem]}: expected a {nd}-D unsigned-byte IDX file, got {arr.ndim}-D "
+                f"{arr.dtype}; the file is not the {name} {stem} file"
+            )
+    return arrays
+
+
+def _check_idx_pairs(files: dict[str, Path], arrays: dict[str, np.ndarray]) -> None:
+    """Images and labels line up and train/test images share a shape: catches mixed-up or
+    truncated downloads that are each valid IDX files on their own."""
+    for ik, lk in ((_TRAIN_X, _TRAIN_Y), (_TEST_X, _TEST_Y)):
+        img, lab = arrays[ik], arrays[lk]
+        if len(img) != len(lab):
+            raise DataError(
+                f"{files[ik]}: {len(img)} images but {files[lk]} has {len(lab)} labels; "
+                "images and labels must have the same length (mixed-up or truncated files)"
+            )
+    x_tr, x_te = arrays[_TRAIN_X], arrays[_TEST_X]
+    if x_tr.shape[1:] != x_te.shape[1:]:
+        raise DataError(
+            f"{files[_TEST_X]}: images are {x_te.shape[1:]} but the training "
+            f"images are {x_tr.shape[1:]}; the files come from different datasets"
+        )
+
+
 def load_idx_dataset(
     name: str,
     *,
@@ -114,40 +150,15 @@ def load_idx_dataset(
             f"test_size does not apply to {name}: its test split is the fixed t10k file"
         )
     files = fetch.locate(name, data_dir, download)
-    x_tr = idx.load_idx(files["train-images-idx3-ubyte"])
-    y_tr = idx.load_idx(files["train-labels-idx1-ubyte"])
-    x_te = idx.load_idx(files["t10k-images-idx3-ubyte"])
-    y_te = idx.load_idx(files["t10k-labels-idx1-ubyte"])
-    for stem, arr, nd in (
-        ("train-images-idx3-ubyte", x_tr, 3),
-        ("train-labels-idx1-ubyte", y_tr, 1),
-        ("t10k-images-idx3-ubyte", x_te, 3),
-        ("t10k-labels-idx1-ubyte", y_te, 1),
-    ):
-        if arr.ndim != nd or arr.dtype != np.uint8:
-            raise DataError(
-                f"{files[stem]}: expected a {nd}-D unsigned-byte IDX file, got {arr.ndim}-D "
-                f"{arr.dtype}; the file is not the {name} {stem} file"
-            )
-    for img, lab, ik, lk in (
-        (x_tr, y_tr, "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        (x_te, y_te, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-    ):
-        if len(img) != len(lab):
-            raise DataError(
-                f"{files[ik]}: {len(img)} images but {files[lk]} has {len(lab)} labels; "
-                "images and labels must have the same length (mixed-up or truncated files)"
-            )
-    if x_tr.shape[1:] != x_te.shape[1:]:
-        raise DataError(
-            f"{files['t10k-images-idx3-ubyte']}: images are {x_te.shape[1:]} but the training "
-            f"images are {x_tr.shape[1:]}; the files come from different datasets"
-        )
+    arrays = _load_idx_files(name, files)
+    _check_idx_pairs(files, arrays)
+    x_tr, y_tr = arrays[_TRAIN_X], arrays[_TRAIN_Y]
+    x_te, y_te = arrays[_TEST_X], arrays[_TEST_Y]
     n = len(x_tr)
     n_val = resolve_count(val_size, n, MNIST_VAL_SIZE, "val_size")
     if n_val >= n:
         raise ConfigError(
-            f"val_size={n_val} leaves no training images: {files['train-images-idx3-ubyte']} "
+            f"val_size={n_val} leaves no training images: {files[_TRAIN_X]} "
             f"holds {n}; use a smaller val_size"
         )
     h, w = int(x_tr.shape[1]), int(x_tr.shape[2])

@@ -8,10 +8,11 @@ output activation), registered by name so configs and the CLI can pick it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
+from sparseae.errors import ConfigError
 from sparseae.models.base import Atoms
 from sparseae.registry import Registry
 
@@ -57,6 +58,19 @@ def backbone_names() -> tuple[str, ...]:
 
 def make_backbone(config: ModelConfig) -> Backbone:
     return BACKBONES.get(config.backbone)(config)
+
+
+def backbone_params(config: ModelConfig, kind: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """``config.backbone_params`` as a dict, after rejecting names the ``kind`` backbone does
+    not take: a misspelt parameter would otherwise be silently ignored and its default used."""
+    params: dict[str, Any] = dict(config.backbone_params)
+    unknown = set(params) - set(allowed)
+    if unknown:
+        raise ConfigError(
+            f"{kind} backbone takes no parameter {', '.join(sorted(unknown))} "
+            f"(its parameters: {', '.join(allowed)})"
+        )
+    return params
 
 
 from sparseae.models.autoencoder.backbones import conv as _conv  # noqa: E402,F401  (registers "conv")

@@ -13,14 +13,13 @@ Conv2D(activation) -> MaxPool2D; for GELU it differs only where the maximum is n
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sparseae.errors import ConfigError
-from sparseae.models.autoencoder.backbones import Backbone, register_backbone
+from sparseae.models.autoencoder.backbones import Backbone, backbone_params, register_backbone
 from sparseae.models.autoencoder.config import ModelConfig
 from sparseae.nn_utils import activation, glorot_linear
 
@@ -91,6 +90,28 @@ def _glorot_conv(c_out: int, c_in: int, k: int) -> tuple[nn.Parameter, nn.Parame
     return nn.Parameter(w), nn.Parameter(torch.zeros(c_out))
 
 
+def _conv_settings(config: ModelConfig) -> tuple[tuple[int, ...], int, int]:
+    """(channels, kernel_size, pool) from ``backbone_params``, validated up front so a bad
+    value is a ConfigError naming the option, not a shape error inside a convolution."""
+    params = backbone_params(config, "conv", _PARAMS)
+    if config.hidden:
+        raise ConfigError(
+            "the conv backbone takes no hidden sizes: set the feature maps with "
+            "backbone_params={'channels': (16, 32, 64)} (--conv-channels 16,32,64)"
+        )
+    channels = tuple(int(c) for c in params.get("channels", DEFAULT_CHANNELS))
+    kernel = int(params.get("kernel_size", 3))
+    pool = int(params.get("pool", 2))
+    if not channels or min(channels) < 1 or kernel < 1 or kernel % 2 == 0:
+        raise ConfigError(
+            f"conv backbone needs positive channels and an odd kernel size, got channels "
+            f"{channels}, kernel_size {kernel}"
+        )
+    if pool < 1:
+        raise ConfigError(f"conv pool size must be >= 1, got {pool}")
+    return channels, kernel, pool
+
+
 class ConvBackbone(Backbone):
     """Encoder: per channel count, Conv2d(k, 'same') -> activation -> MaxPool(pool) (no
     activation after the last conv: that is the code's pre-activation). Decoder: mirrored
@@ -104,28 +125,7 @@ class ConvBackbone(Backbone):
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        params: dict[str, Any] = dict(config.backbone_params)
-        unknown = set(params) - set(_PARAMS)
-        if unknown:
-            raise ConfigError(
-                f"conv backbone takes no parameter {', '.join(sorted(unknown))} "
-                f"(its parameters: {', '.join(_PARAMS)})"
-            )
-        if config.hidden:
-            raise ConfigError(
-                "the conv backbone takes no hidden sizes: set the feature maps with "
-                "backbone_params={'channels': (16, 32, 64)} (--conv-channels 16,32,64)"
-            )
-        channels = tuple(int(c) for c in params.get("channels", DEFAULT_CHANNELS))
-        self.kernel = int(params.get("kernel_size", 3))
-        self.pool = int(params.get("pool", 2))
-        if not channels or min(channels) < 1 or self.kernel < 1 or self.kernel % 2 == 0:
-            raise ConfigError(
-                f"conv backbone needs positive channels and an odd kernel size, got channels "
-                f"{channels}, kernel_size {self.kernel}"
-            )
-        if self.pool < 1:
-            raise ConfigError(f"conv pool size must be >= 1, got {self.pool}")
+        channels, self.kernel, self.pool = _conv_settings(config)
         c_in, h, w = image_dims(config.input_shape, config.d_in)
         self.image = (c_in, h, w)
         hs = feature_sizes(h, len(channels), self.pool)
@@ -141,6 +141,14 @@ class ConvBackbone(Backbone):
         self.tied = config.tied
         self.act = activation(config.activation)
         chans = (c_in, *channels)
+        self._build_encoder(chans)
+        self._build_decoder(chans, hs, ws)
+        self.bottleneck = config.n_latents != self.flat
+        if self.bottleneck:
+            self._build_bottleneck(config.n_latents)
+
+    def _build_encoder(self, chans: tuple[int, ...]) -> None:
+        """One Glorot-initialised Conv2d kernel and bias per stage, chans[i] -> chans[i + 1]."""
         enc_w, enc_b = [], []
         for a, b in zip(chans[:-1], chans[1:], strict=True):
             wt, bias = _glorot_conv(b, a, self.kernel)
@@ -148,8 +156,13 @@ class ConvBackbone(Backbone):
             enc_b.append(bias)
         self.enc_weights = nn.ParameterList(enc_w)
         self.enc_biases = nn.ParameterList(enc_b)
+
+    def _build_decoder(self, chans: tuple[int, ...], hs: list[int], ws: list[int]) -> None:
+        """Transposed-conv kernels, biases and crops mirroring the encoder. Kernels are drawn
+        even when tied (then discarded) so tied and untied models consume the same random
+        numbers and the bottleneck initialises identically in both."""
         # decoder layer i mirrors encoder layer L-1-i: channels[L-1-i] -> chans[L-1-i]
-        n = len(channels)
+        n = len(chans) - 1
         dec_w, dec_b, self.dec_crop = [], [], []
         for i in range(n):
             j = n - 1 - i
@@ -162,13 +175,15 @@ class ConvBackbone(Backbone):
             self.dec_crop.append(((ch, cw), (oph, opw), (hs[j], ws[j])))
         self.dec_weights = None if self.tied else nn.ParameterList(dec_w)
         self.dec_biases = nn.ParameterList(dec_b)
-        self.bottleneck = config.n_latents != self.flat
-        if self.bottleneck:
-            wt, bias = glorot_linear(self.flat, config.n_latents)
-            self.code_weight, self.code_bias = wt, bias
-            wt, bias = glorot_linear(config.n_latents, self.flat)
-            self.uncode_weight = None if self.tied else wt
-            self.uncode_bias = bias
+
+    def _build_bottleneck(self, n_latents: int) -> None:
+        """Linear maps feature map -> ``n_latents`` and back (the way back reuses the
+        transposed forward weight when tied), for a code narrower or wider than the map."""
+        wt, bias = glorot_linear(self.flat, n_latents)
+        self.code_weight, self.code_bias = wt, bias
+        wt, bias = glorot_linear(n_latents, self.flat)
+        self.uncode_weight = None if self.tied else wt
+        self.uncode_bias = bias
 
     def encode(self, x: Tensor) -> Tensor:
         a = x.reshape(x.shape[0], *self.image)

@@ -20,13 +20,12 @@ gate bias 1.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from sparseae.errors import ConfigError
-from sparseae.models.autoencoder.backbones import Backbone, register_backbone
+from sparseae.models.autoencoder.backbones import Backbone, backbone_params, register_backbone
 from sparseae.models.autoencoder.config import ModelConfig
 from sparseae.nn_utils import glorot_linear
 
@@ -63,13 +62,7 @@ def sequence_dims(input_shape: tuple[int, ...] | None, d_in: int) -> tuple[int, 
 class LSTMBackbone(Backbone):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        params: dict[str, Any] = dict(config.backbone_params)
-        unknown = set(params) - set(_PARAMS)
-        if unknown:
-            raise ConfigError(
-                f"lstm backbone takes no parameter {', '.join(sorted(unknown))} "
-                f"(its parameters: {', '.join(_PARAMS)})"
-            )
+        params = backbone_params(config, "lstm", _PARAMS)
         head = params.get("code_head", "lstm")
         if head not in ("lstm", "linear"):
             raise ConfigError(f"lstm code_head must be 'lstm' or 'linear', got {head!r}")
