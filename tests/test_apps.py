@@ -3,9 +3,9 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 import sparseae
+from sparseae import metrics
 from sparseae.apps.denoise import add_gaussian_noise, psnr
 from sparseae.apps.features import embedding_figure, encode, linear_probe_accuracy
 from sparseae.cli import main
@@ -125,6 +125,30 @@ def test_detect_cli_scores_and_flags(tmp_path, capsys):
     assert code == 2 and "choose one of 0, 1, 2" in err
 
 
+def test_detect_takes_train_sparsity_flags(tmp_path, capsys):
+    from sparseae.cli import build_parser
+    from sparseae.cli.detect import _build_model
+    from sparseae.sparsities import sparsity_names
+
+    out = str(tmp_path / "s.csv")
+    argv = ["detect", "--dataset", "digits", "--sparsity", "topk", "--k", "4", "--epochs", "2"]
+    args = build_parser().parse_args([*argv, "--out", out])
+    data = sparseae.load_dataset("digits")
+    model = _build_model(args, data)
+    assert model.config.sparsity == "topk" and model.config.sparsity_params == {"k": 4}
+    assert model.config.code_activation == "linear"  # train's default for topk
+    code, stdout, err = run_cli(capsys, *argv, "--out", out)
+    assert code == 0, err
+    assert "flagged" in stdout and len((tmp_path / "s.csv").read_text().splitlines()) == 360
+    default = _build_model(build_parser().parse_args(["detect", "--out", out]), data)
+    assert default.config.sparsity == "l1" and default.config.sparsity_params == {"weight": 1e-4}
+    code, _, err = run_cli(capsys, "detect", "--sparsity", "l1", "--k", "4", "--out", out)
+    assert code == 2 and "--k does not apply to --sparsity l1" in err
+    code, stdout, _ = run_cli(capsys, "detect", "--help")
+    assert code == 0 and all(name in stdout for name in sparsity_names())
+    assert "--code-activation" in stdout
+
+
 def test_denoise_cli_improves_psnr(tmp_path, capsys):
     code, stdout, _ = run_cli(
         capsys,
@@ -149,8 +173,20 @@ def test_denoise_cli_improves_psnr(tmp_path, capsys):
 
 
 def test_noise_and_psnr_helpers():
-    x = np.full((4, 16), 0.5, dtype=np.float32)
-    noisy = add_gaussian_noise(x, 0.4, seed=1)
-    assert noisy.min() >= 0 and noisy.max() <= 1 and not np.allclose(noisy, x)
-    assert psnr(x, x + 0.1) == pytest.approx(20.0, abs=1e-3)
-    assert torch.__version__
+    # the noise: seeded, of the asked sigma around the clean input, clipped to [0, 1]
+    x = np.full((200, 64), 0.5, dtype=np.float32)
+    noisy = add_gaussian_noise(x, 0.1, seed=1)
+    assert noisy.dtype == np.float32 and noisy.shape == x.shape
+    np.testing.assert_array_equal(noisy, add_gaussian_noise(x, 0.1, seed=1))
+    assert not np.array_equal(noisy, add_gaussian_noise(x, 0.1, seed=2))
+    assert abs(float((noisy - x).mean())) < 0.005  # unbiased: 12,800 draws, sd of mean ~0.001
+    assert float((noisy - x).std()) == pytest.approx(0.1, rel=0.03)
+    wide = add_gaussian_noise(x, 2.0, seed=1)
+    assert wide.min() == 0.0 and wide.max() == 1.0  # clipped, and sigma 2 reaches both ends
+    # PSNR: 10 log10(range^2 / MSE) per image, then the mean over images
+    assert psnr(x, x + 0.1) == pytest.approx(20.0, abs=1e-3)  # MSE 0.01 at range 1
+    assert psnr(x * 255, x * 255 + 25.5, data_range=255.0) == pytest.approx(20.0, abs=1e-3)
+    two = np.stack([np.full(16, 0.1), np.full(16, 0.01)])  # errors of image 0 and image 1
+    assert psnr(np.zeros((2, 16)), two) == pytest.approx((20.0 + 40.0) / 2)  # not 10log10(1/mean)
+    assert psnr(x, x) == pytest.approx(120.0)  # a perfect image is floored, not infinite
+    assert psnr is metrics.psnr  # one definition, shared by the app and sparseae.metrics

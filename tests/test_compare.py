@@ -33,7 +33,7 @@ def compare_dir(tmp_path_factory):
             "digits",
             "--epochs",
             "4",
-            "--hidden",
+            "--n-latents",
             "36",
             "--k",
             "5",
@@ -75,7 +75,8 @@ def test_compare_writes_report_figures_and_numbers(compare_dir):
             ["--methods", "plain,bogus"],
             "unknown method bogus: choose from plain, l2, kl, arora, topk",
         ),
-        (["--hidden", "8", "--k", "20"], "topk keeps k=20 of 8 hidden units"),
+        (["--n-latents", "8", "--k", "20"], "topk keeps k=20 of 8 hidden units"),
+        (["--hidden", "8", "--k", "20"], "raise --n-latents to at least 20"),  # the old spelling
         (["--dataset", "nowhere.npy"], "nowhere.npy"),
         (["--dataset", "imagenet"], "digits"),
     ],
@@ -85,6 +86,23 @@ def test_compare_bad_input_is_one_line_exit_2(tmp_path, capsys, argv, fragment):
     assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and fragment in lines[0], err
+
+
+def test_compare_spells_settings_as_train_and_keeps_old_spellings(capsys):
+    from sparseae.cli import build_parser
+
+    def parsed(*argv):
+        return build_parser().parse_args(["compare", *argv])
+
+    default = parsed()
+    assert default.n_latents == 100 and default.weight == 0.03
+    assert parsed("--n-latents", "7").n_latents == parsed("--hidden", "7").n_latents == 7
+    for flag in ("--weight", "--kl-weight", "--beta"):
+        assert parsed(flag, "0.5").weight == 0.5
+    code, text, _ = run_cli(capsys, "compare", "--help")
+    assert code == 0
+    assert "--n-latents" in text and "--weight" in text
+    assert "--hidden" not in text and "--kl-weight" not in text and "--beta" not in text
 
 
 def test_arora_rule_learns_unit_norm_atoms_and_round_trips(tmp_path):

@@ -100,3 +100,33 @@ def test_bad_parameters_are_config_errors():
         SparseAutoencoder(threshold="magic").fit(x[:50])
     with pytest.raises(ConfigError, match="topk needs 1 <= k <= n_latents"):
         SparseAutoencoder(n_latents=4, sparsity="topk", sparsity_params={"k": 9}).fit(x[:50])
+
+
+def test_every_inference_path_feeds_the_models_device(monkeypatch):
+    """device="auto" leaves the model on a GPU: transform, inverse_transform, reconstruct and
+    the scores must move their batches to wherever the model lives, so each goes through the
+    shared eval loop, which asks the model for its device (checked here without a GPU)."""
+    import sparseae.training.evaluate as evaluate
+
+    x, _ = _digits_np()
+    asked = []
+
+    def spy(model):
+        asked.append(model)
+        return next(model.parameters()).device
+
+    monkeypatch.setattr(evaluate, "model_device", spy)
+    est = SparseAutoencoder(n_latents=8, epochs=1, scale="unit").fit(x[:200])
+    assert asked and all(m is est.model_ for m in asked)  # the training errors (threshold)
+    before = len(asked)
+    codes = est.transform(x[200:260])
+    assert len(asked) > before
+    for use in (
+        lambda: est.inverse_transform(codes),
+        lambda: est.reconstruct(x[200:260]),
+        lambda: est.score_samples(x[200:260]),
+        lambda: SparseAEDetector(n_latents=8, epochs=1, scale="unit").fit(x[:200]).predict(x),
+    ):
+        before = len(asked)
+        use()
+        assert len(asked) > before

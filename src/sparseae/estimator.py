@@ -29,6 +29,7 @@ from sparseae.errors import ConfigError
 from sparseae.models.autoencoder.config import ModelConfig
 from sparseae.models.autoencoder.model import Autoencoder
 from sparseae.training.config import TrainConfig
+from sparseae.training.evaluate import map_batches
 from sparseae.training.trainer import Trainer
 
 
@@ -135,9 +136,6 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
             return X * self.scale_ + self.mean_
         return X
 
-    def _tensor(self, X: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self._scale(X)))
-
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> SparseAutoencoder:
         self._check_params()
@@ -175,7 +173,7 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
 
     def _train(self, X: np.ndarray, epochs: int) -> None:
         trainer = Trainer(self.model_, self._train_config(epochs), progress=self.verbose)
-        history = trainer.fit(self._tensor(X))
+        history = trainer.fit(self._scale(X))
         self.history_.extend(history.records)
         self.model_.eval()
 
@@ -190,34 +188,35 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
         self.offset_ = -self.threshold_
 
     # -- using it -----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _errors(self, X: np.ndarray) -> np.ndarray:
-        xt = self._tensor(X)
-        recon = self.model_(xt).numpy().astype(np.float64)
-        return ((recon - xt.numpy()) ** 2).mean(axis=1)
+    def _map(self, X: Any, fn: Any, name: str = "X") -> np.ndarray:
+        """``fn`` over rows of ``X`` through the shared eval loop: batches go to the model's
+        device (``device="auto"`` leaves it on a GPU), results come back as NumPy."""
+        return map_batches(self.model_, X, fn, name=name).numpy()
 
-    @torch.no_grad()
+    def _errors(self, X: np.ndarray) -> np.ndarray:
+        xs = self._scale(X)
+        recon = self._map(xs, self.model_).astype(np.float64)
+        return ((recon - xs) ** 2).mean(axis=1)
+
     def transform(self, X: Any) -> np.ndarray:
         """The sparse codes."""
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self.model_.encode(self._tensor(X)).numpy().astype(np.float64)
+        return self._map(self._scale(X), self.model_.encode).astype(np.float64)
 
-    @torch.no_grad()
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Codes back to input space."""
         check_is_fitted(self, "model_")
         H = np.asarray(X, dtype=np.float32)
         if H.ndim != 2 or H.shape[1] != self.n_latents:
             raise ConfigError(f"inverse_transform expects codes of shape (n, {self.n_latents})")
-        out = self.model_.decode(torch.from_numpy(np.ascontiguousarray(H))).numpy()
+        out = self._map(H, self.model_.decode, name="codes")
         return self._unscale(out.astype(np.float64))
 
-    @torch.no_grad()
     def reconstruct(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self._unscale(self.model_(self._tensor(X)).numpy().astype(np.float64))
+        return self._unscale(self._map(self._scale(X), self.model_).astype(np.float64))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Negative reconstruction error: higher means more normal (sklearn's convention)."""

@@ -1,15 +1,17 @@
 """Metrics as pure functions on tensors/arrays, shared by the trainer, reports and benchmarks.
 
 "Active" means a code entry whose magnitude exceeds ``threshold`` (0 by default: exactly
-non-zero). Two notions of inactivity are kept apart on purpose (document 000's question):
-``frac_inactive`` is per input (how many latents are silent for this input, averaged), while
-``dead_latents`` counts latents silent for *every* input of the set.
+non-zero). `SparsityStats` keeps two notions of inactivity apart on purpose (document 000's
+question): ``frac_inactive`` is per input (how many latents are silent for this input,
+averaged), while ``dead_latents`` counts latents silent for *every* input of the set.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -51,31 +53,6 @@ class SparsityStats:
         return (self.fire_counts / max(self.n, 1)).float().cpu()
 
 
-def l0(h: Tensor, threshold: float = 0.0) -> float:
-    """Mean number of active latents per input."""
-    return float((h.abs() > threshold).sum(dim=-1).float().mean())
-
-
-def frac_inactive(h: Tensor, threshold: float = 0.0) -> float:
-    """Mean fraction of latents that are inactive for an input."""
-    return 1.0 - l0(h, threshold) / h.shape[-1]
-
-
-def dead_latents(h: Tensor, threshold: float = 0.0) -> int:
-    """Latents inactive for every input of h."""
-    return int(((h.abs() > threshold).sum(dim=0) == 0).sum())
-
-
-def mse(x_hat: Tensor, x: Tensor) -> float:
-    return float(((x_hat - x) ** 2).mean())
-
-
-def bce(x_hat: Tensor, x: Tensor, eps: float = 1e-7) -> float:
-    """Binary cross-entropy of probabilities (clipped as Keras does), mean over elements."""
-    p = x_hat.clamp(eps, 1 - eps)
-    return float(-(x * p.log() + (1 - x) * (1 - p).log()).mean())
-
-
 def normalized_mse(x_hat: Tensor, x: Tensor) -> float:
     """MSE divided by the variance of x around its mean (Gao et al. 2024's normaliser):
     1.0 is what predicting the data mean gives, 0.0 is perfect."""
@@ -88,6 +65,15 @@ def fraction_variance_explained(x_hat: Tensor, x: Tensor) -> float:
     return 1.0 - normalized_mse(x_hat, x)
 
 
-def psnr(x_hat: Tensor, x: Tensor, data_range: float = 1.0) -> float:
-    m = float(((x_hat - x) ** 2).mean())
-    return math.inf if m == 0 else 10.0 * math.log10(data_range**2 / m)
+def psnr(clean: Any, estimate: Any, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB, the mean over images of each image's PSNR (the
+    denoising literature's convention, so one bad image cannot hide behind many good ones).
+
+    The peak is ``data_range`` (1.0: pixels in [0, 1], as sparseae's image loaders give);
+    pass 255 for 8-bit images. Each image's MSE is floored at 1e-12, so a perfect image
+    counts as 120 dB (at range 1) instead of making the mean infinite. Arrays or tensors of
+    shape (n_images, ...)."""
+    a = np.asarray(clean, dtype=np.float64)
+    b = np.asarray(estimate, dtype=np.float64)
+    mse = ((a - b) ** 2).reshape(len(a), -1).mean(axis=1)
+    return float(np.mean(10 * np.log10(data_range**2 / np.maximum(mse, 1e-12))))

@@ -5,27 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
+from torch import Tensor
 
-from sparseae.data.tensors import as_tensor
-from sparseae.devices import model_device
+from sparseae.training.evaluate import map_batches
 
 
-@torch.no_grad()
 def reconstruction_errors(model: Any, x: Any, batch_size: int = 4096) -> np.ndarray:
     """Per-sample mean squared reconstruction error (eval mode: no corruption)."""
-    xt = as_tensor(x)
-    was_training = model.training
-    model.eval()
-    dev = model_device(model)
-    out = []
-    try:
-        for i in range(0, xt.shape[0], batch_size):
-            xb = xt[i : i + batch_size].to(dev)
-            out.append(((model(xb) - xb.reshape(xb.shape[0], -1)) ** 2).mean(dim=1).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out).numpy()
+
+    def errors(xb: Tensor) -> Tensor:
+        return ((model(xb) - xb.reshape(xb.shape[0], -1)) ** 2).mean(dim=1)
+
+    return map_batches(model, x, errors, batch_size=batch_size).numpy()
 
 
 def threshold_from_errors(

@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from sparseae.training.evaluate import map_batches
+
 
 class MLPClassifier(nn.Sequential):
     """784-256-128-10 ReLU MLP; layer names ``fc1``/``act1``/``fc2``/``act2``/``out`` are
@@ -57,9 +59,9 @@ def train_classifier(
     return model
 
 
-@torch.no_grad()
 def accuracy(model: nn.Module, x: np.ndarray | Tensor, y: np.ndarray | Tensor) -> float:
-    logits = model(torch.as_tensor(x, dtype=torch.float32))
+    """Test accuracy, batch by batch on the classifier's device (the shared eval loop)."""
+    logits = map_batches(model, x, model)
     return float((logits.argmax(1) == torch.as_tensor(y)).float().mean())
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-from sparseae.data.tensors import as_tensor
-from sparseae.devices import model_device
+from sparseae.metrics import psnr
+from sparseae.training.evaluate import map_batches
+
+__all__ = ["add_gaussian_noise", "denoise", "psnr"]  # psnr: the one in sparseae.metrics
 
 
 def add_gaussian_noise(
@@ -21,22 +22,6 @@ def add_gaussian_noise(
     return np.clip(noisy, *clip).astype(np.float32)
 
 
-@torch.no_grad()
 def denoise(model: Any, x: Any, batch_size: int = 4096) -> np.ndarray:
-    xt = as_tensor(x)
-    was_training = model.training
-    model.eval()
-    dev = model_device(model)
-    try:
-        parts = [
-            model(xt[i : i + batch_size].to(dev)).cpu() for i in range(0, xt.shape[0], batch_size)
-        ]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts).numpy()
-
-
-def psnr(clean: np.ndarray, estimate: np.ndarray, data_range: float = 1.0) -> float:
-    """Mean over images of each image's PSNR in dB."""
-    mse = ((clean - estimate) ** 2).reshape(len(clean), -1).mean(axis=1)
-    return float(np.mean(10 * np.log10(data_range**2 / np.maximum(mse, 1e-12))))
+    """The model's reconstructions of (noisy) ``x``, in eval mode so no corruption is added."""
+    return map_batches(model, x, model, batch_size=batch_size).numpy()

@@ -5,27 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-from sparseae.data.tensors import as_tensor
-from sparseae.devices import model_device
+from sparseae.training.evaluate import map_batches
 
 
-@torch.no_grad()
 def encode(model: Any, x: Any, batch_size: int = 4096) -> np.ndarray:
     """Codes of ``x`` in eval mode (inference-time sparsity, e.g. alpha*k for topk)."""
-    xt = as_tensor(x)
-    was_training = model.training
-    model.eval()
-    dev = model_device(model)
-    try:
-        parts = [
-            model.encode(xt[i : i + batch_size].to(dev)).cpu()
-            for i in range(0, xt.shape[0], batch_size)
-        ]
-    finally:
-        model.train(was_training)
-    return torch.cat(parts).numpy()
+    return map_batches(model, x, model.encode, batch_size=batch_size).numpy()
 
 
 def linear_probe_accuracy(

@@ -35,10 +35,18 @@ def add_parser(sub: Any) -> None:
         help=f"comma-separated subset of {','.join(METHODS)} (default: all)",
     )
     g.add_argument(
-        "--hidden",
+        "--n-latents",
         type=options.positive_int,
         default=d.hidden,
-        help="hidden units (latents) shared by every method (default: %(default)s)",
+        help="code size (hidden units, latents) shared by every method (default: %(default)s)",
+    )
+    # the earlier spelling (train's --hidden lists layer sizes, so it cannot mean this here)
+    g.add_argument(
+        "--hidden",
+        dest="n_latents",
+        type=options.positive_int,
+        default=argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
     )
     g.add_argument(
         "--epochs", type=options.positive_int, default=d.epochs, help="default: %(default)s"
@@ -57,11 +65,19 @@ def add_parser(sub: Any) -> None:
     )
     g.add_argument("--rho", type=float, default=d.rho, help="kl target rate (default: %(default)s)")
     g.add_argument(
-        "--kl-weight",
+        "--weight",
         type=options.nonnegative_float,
         default=d.kl_weight,
-        help="kl penalty weight (default: %(default)s)",
+        help="kl penalty weight, as train's --weight (default: %(default)s)",
     )
+    for old in ("--kl-weight", "--beta"):  # earlier spellings of --weight, kept working
+        g.add_argument(
+            old,
+            dest="weight",
+            type=options.nonnegative_float,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
     g.add_argument(
         "--k",
         type=options.positive_int,
@@ -86,13 +102,13 @@ def run(args: argparse.Namespace) -> int:
 
     settings = CompareSettings(
         methods=args.methods,
-        hidden=args.hidden,
+        hidden=args.n_latents,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         weight_decay=args.weight_decay,
         rho=args.rho,
-        kl_weight=args.kl_weight,
+        kl_weight=args.weight,
         k=args.k,
         alpha=args.alpha,
         arora_lr=args.arora_lr,

@@ -46,10 +46,11 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from sparseae.apps.denoise import add_gaussian_noise, denoise, psnr
+    from sparseae.apps.denoise import add_gaussian_noise, denoise
     from sparseae.checkpoint import load, save
     from sparseae.cli.encode import check_features
     from sparseae.errors import DataError
+    from sparseae.metrics import psnr
     from sparseae.models.autoencoder.model import Autoencoder
     from sparseae.report import figures as viz
     from sparseae.training.trainer import fit

@@ -11,6 +11,17 @@ import numpy as np
 
 from sparseae.cli import options
 
+#: what detect trains when no --sparsity is given: a lightly L1-penalised code
+DEFAULT_SPARSITY = "l1"
+DEFAULT_L1_WEIGHT = 1e-4
+
+
+def _set_help(parser: argparse.ArgumentParser, dest: str, text: str) -> None:
+    """Reword a shared option's help where this command's default differs from train's."""
+    for action in parser._actions:
+        if action.dest == dest:
+            action.help = text
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -48,22 +59,45 @@ def add_parser(sub: Any) -> None:
         default=(64, 16),
         help="encoder sizes, the last is the code (default: 64,16)",
     )
-    p.add_argument("--sparsity", default="l1", help="default: l1 (weight 1e-4)")
     p.add_argument("--epochs", type=options.positive_int, default=20)
     p.add_argument("--batch-size", type=options.positive_int, default=64)
+    options.add_sparsity_options(p)  # train's flags: one spelling, checked per mechanism
+    _set_help(p, "sparsity", f"mechanism (default: {DEFAULT_SPARSITY}, weight 1e-4)")
+    options.add_code_activation_option(p)
     p.add_argument("--seed", type=options.nonnegative_int, default=0)
     p.add_argument("--out", required=True, help="CSV file: index, score, is_anomaly[, label]")
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _build_model(args: argparse.Namespace, data: Any) -> Any:
+    """A fresh autoencoder from the flags (the sparsity's parameters through train's
+    `sparsity_params_from_args`, so a flag the mechanism does not take is an error)."""
     import torch
 
+    from sparseae.models.autoencoder.model import Autoencoder
+
+    sparsity = args.sparsity or DEFAULT_SPARSITY
+    params = options.sparsity_params_from_args(args, sparsity)
+    if sparsity == "l1":
+        params.setdefault("weight", DEFAULT_L1_WEIGHT)
+    *inner, code = args.hidden
+    torch.manual_seed(args.seed)
+    return Autoencoder(
+        d_in=data.d_in,
+        hidden=tuple(inner),
+        n_latents=code,
+        code_activation=args.code_activation or options.default_code_activation(sparsity),
+        sparsity=sparsity,
+        sparsity_params=params,
+        output_activation="sigmoid" if data.scale in ("unit", "minmax") else "linear",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
     from sparseae.apps.anomaly import auroc, reconstruction_errors, threshold_from_errors
     from sparseae.checkpoint import load
     from sparseae.cli.encode import check_features
     from sparseae.errors import ConfigError
-    from sparseae.models.autoencoder.model import Autoencoder
     from sparseae.training.trainer import fit
 
     if args.contamination is not None and not 0 < args.contamination < 0.5:
@@ -84,17 +118,7 @@ def run(args: argparse.Namespace) -> int:
         model = load(args.model)
         check_features(model, data)
     else:
-        *inner, code = args.hidden
-        params = {"weight": 1e-4} if args.sparsity == "l1" else {}
-        torch.manual_seed(args.seed)
-        model = Autoencoder(
-            d_in=data.d_in,
-            hidden=tuple(inner),
-            n_latents=code,
-            sparsity=args.sparsity,
-            sparsity_params=params,
-            output_activation="sigmoid" if data.scale in ("unit", "minmax") else "linear",
-        )
+        model = _build_model(args, data)
         fit(
             model,
             train_x,

@@ -446,3 +446,22 @@ def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     out = [line, sep]
     out += ["  ".join(v.rjust(w) for v, w in zip(b, widths, strict=True)) for b in body]
     return "\n".join(out)
+
+
+def default_code_activation(sparsity: str, activation: str = "relu") -> str:
+    """The code activation a sparsity gets when none is given: sigmoid for kl (it needs a
+    code in (0, 1)), linear for topk (it selects on the signed pre-activation), else the
+    hidden activation; the rule `model_config_from_args` applies for train."""
+    return {"kl": "sigmoid", "topk": "linear"}.get(sparsity, activation)
+
+
+def add_code_activation_option(parser: argparse.ArgumentParser | Any) -> None:
+    """``--code-activation`` for commands that take a sparsity without every model flag
+    (detect); same choices and spelling as train's."""
+    parser.add_argument(
+        "--code-activation",
+        choices=tuple(ACTIVATIONS),
+        default=None,
+        help="activation of the code layer before sparsity (default: sigmoid for kl, "
+        "linear for topk, else relu)",
+    )

@@ -17,6 +17,7 @@ from sparseae.models.autoencoder.model import Autoencoder
 from sparseae.report import figures as viz
 from sparseae.report.html import Report
 from sparseae.training.config import TrainConfig
+from sparseae.training.evaluate import evaluate, map_batches
 from sparseae.training.trainer import Trainer
 
 
@@ -42,57 +43,113 @@ def one_per_class(split: Any) -> tuple[np.ndarray, list[str]]:
     return np.asarray(split.x[idx]), [str(c) for c in classes]
 
 
+def _variants(s: AEvsSAESettings) -> list[tuple[str, str, dict[str, Any]]]:
+    """The study's two models, (name, sparsity, parameters): they differ in nothing else."""
+    return [("undercomplete AE", "none", {}), ("sparse AE (L1)", "l1", {"weight": s.l1})]
+
+
+#: results table: row key -> column header
+COLUMNS = {
+    "model": "model",
+    "test_mse": "test MSE",
+    "inactive_per_input": "inactive neurons per input",
+    "dead_for_every_input": "dead for every input",
+    "inactive_in_heatmap": "zeros in heatmap",
+    "train_seconds": "train s",
+}
+
+
+@dataclass
+class _Run:
+    """One trained variant: its model, its row of the results table, its heatmap panel."""
+
+    name: str
+    model: Autoencoder
+    row: dict[str, Any]
+    panel: np.ndarray
+    history: list[dict[str, Any]]
+
+
 def run_ae_vs_sae(
     data: Any, s: AEvsSAESettings, out: str | Path, progress: bool | None = None, log: Any = None
 ) -> dict[str, Any]:
+    """Train both variants, write report.html, the figures and results.json into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    *inner, code = s.hidden
     test = data.test if len(data.test) else data.val
     xs, labels = one_per_class(test)
-    models, rows, panels, histories = {}, [], {}, {}
-    for name, sparsity, params in (
-        ("undercomplete AE", "none", {}),
-        ("sparse AE (L1)", "l1", {"weight": s.l1}),
-    ):
-        torch.manual_seed(s.seed)
-        model = Autoencoder(
-            d_in=data.d_in,
-            hidden=tuple(inner),
-            n_latents=code,
-            activation="relu",
-            code_activation="relu",
-            loss="mse",
-            sparsity=sparsity,
-            sparsity_params=params,
-        )
-        cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed)
-        trainer = Trainer(model, cfg, progress=progress)
-        val = data.val.x if len(data.val) else None
-        histories[name] = trainer.fit(data.train.x, val).records
-        with torch.no_grad():
-            h_all = model.encode(torch.as_tensor(test.x))
-            mse = float(((model.decode(h_all) - torch.as_tensor(test.x)) ** 2).mean())
-            panels[name] = model.encode(torch.as_tensor(xs)).numpy()
-        rows.append(
-            {
-                "model": name,
-                "test_mse": mse,
-                "inactive_per_input": float((h_all == 0).sum(dim=1).float().mean()),
-                "dead_for_every_input": int(((h_all != 0).sum(dim=0) == 0).sum()),
-                "inactive_in_heatmap": int((panels[name] == 0).sum()),
-                "train_seconds": trainer.train_seconds,
-            }
-        )
-        models[name] = model
+    runs = []
+    for name, sparsity, params in _variants(s):
+        run = _train_variant(name, sparsity, params, data, test.x, xs, s, progress)
+        runs.append(run)
         if log is not None:
             log(
-                f"{name}: test MSE {mse:.4f}, inactive per input "
-                f"{rows[-1]['inactive_per_input']:.2f} of {code}"
+                f"{name}: test MSE {run.row['test_mse']:.4f}, inactive per input "
+                f"{run.row['inactive_per_input']:.2f} of {s.hidden[-1]}"
             )
+    rows = [r.row for r in runs]
     ratio = rows[1]["inactive_per_input"] / max(rows[0]["inactive_per_input"], 1e-9)
+    figures = _write_report(data, runs, labels, ratio, out)
+    summary = {
+        "dataset": data.name,
+        "rows": rows,
+        "ratio_inactive": ratio,
+        "report": str(out / "report.html"),
+        "figures": [str(f) for f in figures],
+    }
+    atomic_write_text(out / "results.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _train_variant(
+    name: str,
+    sparsity: str,
+    params: dict[str, Any],
+    data: Any,
+    test_x: Any,
+    xs: np.ndarray,
+    s: AEvsSAESettings,
+    progress: bool | None,
+) -> _Run:
+    """Train one variant from the shared seed, then measure it on the test split."""
+    *inner, code = s.hidden
+    torch.manual_seed(s.seed)
+    model = Autoencoder(
+        d_in=data.d_in,
+        hidden=tuple(inner),
+        n_latents=code,
+        activation="relu",
+        code_activation="relu",
+        loss="mse",
+        sparsity=sparsity,
+        sparsity_params=params,
+    )
+    cfg = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, seed=s.seed)
+    trainer = Trainer(model, cfg, progress=progress)
+    val = data.val.x if len(data.val) else None
+    history = trainer.fit(data.train.x, val).records
+    m = evaluate(model, test_x)  # on the model's device, wherever the trainer left it
+    panel = map_batches(model, xs, model.encode).numpy()
+    row = {
+        "model": name,
+        "test_mse": m["recon"],
+        "inactive_per_input": code - m["l0"],
+        "dead_for_every_input": m["dead_latents"],
+        "inactive_in_heatmap": int((panel == 0).sum()),
+        "train_seconds": trainer.train_seconds,
+    }
+    return _Run(name, model, row, panel, history)
+
+
+def _write_report(
+    data: Any, runs: list[_Run], labels: list[str], ratio: float, out: Path
+) -> list[Path]:
+    """report.html with the heatmaps, the table and the learning curves; the figures' paths."""
+    code = runs[0].model.n_latents
     fig = viz.activation_heatmaps(
-        panels, labels, f"Bottleneck activations on {data.name} ({code} neurons)"
+        {r.name: r.panel for r in runs},
+        labels,
+        f"Bottleneck activations on {data.name} ({code} neurons)",
     )
     heat = viz.save_png(fig, out / "bottleneck_heatmaps.png")
     report = Report(
@@ -103,44 +160,18 @@ def run_ae_vs_sae(
     report.heading("Which bottleneck neurons fire").figure(
         heat, "Rows: bottleneck neurons; columns: one test image per class; white: exactly 0."
     )
-    report.table(
-        rows,
-        [
-            "model",
-            "test_mse",
-            "inactive_per_input",
-            "dead_for_every_input",
-            "inactive_in_heatmap",
-            "train_seconds",
-        ],
-        [
-            "model",
-            "test MSE",
-            "inactive neurons per input",
-            "dead for every input",
-            "zeros in heatmap",
-            "train s",
-        ],
-    )
+    report.table([r.row for r in runs], list(COLUMNS), list(COLUMNS.values()))
     report.paragraph(
         f"The sparse AE leaves {ratio:.1f}x as many bottleneck neurons inactive per test input "
         f"as the undercomplete AE. 'Dead for every input' counts neurons silent on the whole "
         f"test set; 'inactive per input' also counts neurons silent only for that input."
     )
-    for name, model in models.items():
-        report.paragraph(f"{name}: {model.describe()}.", "note")
-    curves = {name: [r.get("val_recon", r["recon"]) for r in h] for name, h in histories.items()}
+    for r in runs:
+        report.paragraph(f"{r.name}: {r.model.describe()}.", "note")
+    curves = {r.name: [h.get("val_recon", h["recon"]) for h in r.history] for r in runs}
     loss = viz.save_png(
         viz.loss_curves(curves, "reconstruction MSE", "Learning curves"), out / "loss_curves.png"
     )
     report.figure(loss, "Validation reconstruction error per epoch.")
     report.write(out / "report.html")
-    summary = {
-        "dataset": data.name,
-        "rows": rows,
-        "ratio_inactive": ratio,
-        "report": str(out / "report.html"),
-        "figures": [str(heat), str(loss)],
-    }
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2))
-    return summary
+    return [heat, loss]

@@ -35,7 +35,7 @@ from sparseae.report import figures as viz
 from sparseae.report.html import Report
 from sparseae.training.callbacks import FilterSnapshots, snapshot_epochs
 from sparseae.training.config import TrainConfig
-from sparseae.training.evaluate import evaluate
+from sparseae.training.evaluate import evaluate, map_batches
 from sparseae.training.trainer import Trainer
 
 METHODS = ("plain", "l2", "kl", "arora", "topk")
@@ -79,11 +79,11 @@ class CompareSettings:
             raise ConfigError(f"no method chosen: choose from {', '.join(METHODS)}")
         if "topk" in self.methods and self.k > self.hidden:
             raise ConfigError(
-                f"topk keeps k={self.k} of {self.hidden} hidden units: raise --hidden to at "
+                f"topk keeps k={self.k} of {self.hidden} hidden units: raise --n-latents to at "
                 f"least {self.k} or lower --k"
             )
         if "arora" in self.methods and self.k > self.hidden:
-            raise ConfigError(f"k={self.k} exceeds --hidden {self.hidden}")
+            raise ConfigError(f"k={self.k} exceeds --n-latents {self.hidden}")
 
 
 @dataclass
@@ -192,68 +192,33 @@ def run_compare(
     return write_compare_report(data, settings, results, out)
 
 
+#: results table and CSV: metric key -> column header
+COLUMNS = {
+    "method": "method",
+    "test_mse": "test MSE",
+    "l0": "L0 (h != 0)",
+    "l0_above_0.1": "L0 (|h| > 0.1)",
+    "frac_inactive": "fraction inactive",
+    "dead_latents": "dead latents",
+    "train_seconds": "train s",
+    "parameters": "parameters",
+}
+
+
 def write_compare_report(
     data: Any, s: CompareSettings, results: list[MethodResult], out: Path
 ) -> dict[str, Any]:
-    figures: dict[str, str] = {}
+    """report.html, the PNG figures, results.json and results.csv into ``out``; the summary."""
     report = Report(
         f"Five ways to sparse codes on {data.name}",
         f"{len(data.train)} training, {len(data.val)} validation, {len(data.test)} test "
         f"samples of {data.d_in} features; {s.hidden} hidden units; {s.epochs} epochs.",
     )
-    columns = [
-        "method",
-        "test_mse",
-        "l0",
-        "l0_above_0.1",
-        "frac_inactive",
-        "dead_latents",
-        "train_seconds",
-        "parameters",
-    ]
-    headers = [
-        "method",
-        "test MSE",
-        "L0 (h != 0)",
-        "L0 (|h| > 0.1)",
-        "fraction inactive",
-        "dead latents",
-        "train s",
-        "parameters",
-    ]
-    rows = [{**r.metrics, "method": r.label} for r in results]
-    report.heading("Summary").table(rows, columns, headers)
-    report.paragraph(
-        "L0 counts code entries that are exactly non-zero; sigmoid codes are never exactly 0, "
-        "so the |h| > 0.1 column compares them fairly. Dead latents are silent for every "
-        "test input; fraction inactive is per input, averaged.",
-        "note",
-    )
-    curves = {r.label: [h.get("val_recon", h["recon"]) for h in r.history] for r in results}
-    fig = viz.loss_curves(curves, "validation reconstruction MSE", "Learning curves")
-    figures["loss_curves"] = str(viz.save_png(fig, out / "loss_curves.png"))
-    report.figure(out / "loss_curves.png", "Validation reconstruction error per epoch.")
+    figures = _summary_section(report, results, out)
     test = data.test if len(data.test) else data.val
     sample = np.asarray(test.x[:10])
     for r in results:
-        report.heading(r.label).paragraph(r.description)
-        if r.snapshots:
-            fig = viz.filter_progression(
-                r.snapshots, data.image_shape, f"{r.label}: filters over training", s.n_atoms
-            )
-            path = viz.save_png(fig, out / f"filters_{r.name}.png")
-            figures[f"filters_{r.name}"] = str(path)
-            report.figure(
-                path,
-                f"The first {s.n_atoms} filters (dictionary atoms), "
-                "contrast-normalised, at several epochs.",
-            )
-        with torch.no_grad():
-            recon = r.model(torch.as_tensor(sample)).cpu().numpy()
-        fig = viz.reconstructions(sample, recon, data.image_shape, f"{r.label}: reconstructions")
-        path = viz.save_png(fig, out / f"reconstructions_{r.name}.png")
-        figures[f"reconstructions_{r.name}"] = str(path)
-        report.figure(path, "Test images (top) and their reconstructions (bottom).")
+        figures.update(_method_section(report, r, data.image_shape, sample, s.n_atoms, out))
     report.write(out / "report.html")
     summary = {
         "dataset": data.name,
@@ -264,10 +229,63 @@ def write_compare_report(
         "figures": figures,
         "report": str(out / "report.html"),
     }
+    _write_numbers(summary, results, out)
+    return summary
+
+
+def _summary_section(report: Report, results: list[MethodResult], out: Path) -> dict[str, str]:
+    """The table of every method's numbers and the learning curves; the figure written."""
+    rows = [{**r.metrics, "method": r.label} for r in results]
+    report.heading("Summary").table(rows, list(COLUMNS), list(COLUMNS.values()))
+    report.paragraph(
+        "L0 counts code entries that are exactly non-zero; sigmoid codes are never exactly 0, "
+        "so the |h| > 0.1 column compares them fairly. Dead latents are silent for every "
+        "test input; fraction inactive is per input, averaged.",
+        "note",
+    )
+    curves = {r.label: [h.get("val_recon", h["recon"]) for h in r.history] for r in results}
+    fig = viz.loss_curves(curves, "validation reconstruction MSE", "Learning curves")
+    path = viz.save_png(fig, out / "loss_curves.png")
+    report.figure(path, "Validation reconstruction error per epoch.")
+    return {"loss_curves": str(path)}
+
+
+def _method_section(
+    report: Report,
+    r: MethodResult,
+    image_shape: Any,
+    sample: np.ndarray,
+    n_atoms: int,
+    out: Path,
+) -> dict[str, str]:
+    """One method's description, filters over training and reconstructions of ``sample``;
+    the figures written, by name."""
+    figures: dict[str, str] = {}
+    report.heading(r.label).paragraph(r.description)
+    if r.snapshots:
+        fig = viz.filter_progression(
+            r.snapshots, image_shape, f"{r.label}: filters over training", n_atoms
+        )
+        path = viz.save_png(fig, out / f"filters_{r.name}.png")
+        figures[f"filters_{r.name}"] = str(path)
+        report.figure(
+            path,
+            f"The first {n_atoms} filters (dictionary atoms), "
+            "contrast-normalised, at several epochs.",
+        )
+    recon = map_batches(r.model, sample, r.model).numpy()  # on the model's device
+    fig = viz.reconstructions(sample, recon, image_shape, f"{r.label}: reconstructions")
+    path = viz.save_png(fig, out / f"reconstructions_{r.name}.png")
+    figures[f"reconstructions_{r.name}"] = str(path)
+    report.figure(path, "Test images (top) and their reconstructions (bottom).")
+    return figures
+
+
+def _write_numbers(summary: dict[str, Any], results: list[MethodResult], out: Path) -> None:
+    """results.json (everything) and results.csv (one row per method, the table's columns)."""
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2))
     with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
         writer.writeheader()
         for r in results:
-            writer.writerow({c: r.metrics[c] for c in columns})
-    return summary
+            writer.writerow({c: r.metrics[c] for c in COLUMNS})

@@ -2,17 +2,16 @@
 (image thumbnails, or text snippets with the strongest token highlighted) and the
 distribution of their activations.
 
-Everything is a self-contained HTML fragment (figures are base64 PNG data URIs, no CDN, no
-JavaScript) so cards can be dropped into any report; `write_page` wraps them into one
-standalone page. Codes are computed batch by batch and only the chosen latents' columns are
-kept, so a dashboard over millions of activation rows needs memory for a few columns only.
+Everything is a self-contained HTML fragment (figures are base64 PNG data URIs made by
+`sparseae.report.html.png_data_uri`, no CDN, no JavaScript) so cards can be dropped into any
+report; `write_page` wraps them into one standalone page (a `Report`). Codes are computed
+batch by batch and only the chosen latents' columns are kept, so a dashboard over millions of
+activation rows needs memory for a few columns only.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from sparseae.atomic import atomic_write_text
+from sparseae.report.html import Report, png_data_uri
+from sparseae.training.evaluate import map_batches
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,17 +38,12 @@ def _row_batches(x: Any, batch_size: int) -> Iterator[np.ndarray | Tensor]:
             yield x[start : start + batch_size]
 
 
-@torch.no_grad()
 def encode_batches(model: nn.Module, x: Any, batch_size: int = 4096) -> Iterator[Tensor]:
-    """The model's codes (eval mode) of ``x`` (array, tensor or `ShardDataset`), batch by batch."""
-    dev = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        for xb in _row_batches(x, batch_size):
-            yield model.encode(torch.as_tensor(xb, dtype=torch.float32).to(dev)).cpu()
-    finally:
-        model.train(was_training)
+    """The model's codes (eval mode, on its device, back on the CPU) of ``x`` (array, tensor
+    or `ShardDataset`), batch by batch: rows are read one batch at a time, so a shard folder
+    is never loaded whole."""
+    for xb in _row_batches(x, batch_size):
+        yield map_batches(model, xb, model.encode, batch_size=batch_size)
 
 
 def firing_frequency(model: nn.Module, x: Any, batch_size: int = 4096) -> np.ndarray:
@@ -94,22 +90,6 @@ def top_rows(values: np.ndarray, k: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------
 # figures
-def _png_uri(fig_or_array: Any, *, cmap: str = "gray") -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.image
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    if isinstance(fig_or_array, np.ndarray):
-        matplotlib.image.imsave(buf, fig_or_array, cmap=cmap, format="png")
-    else:
-        fig_or_array.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        plt.close(fig_or_array)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def histogram_uri(values: np.ndarray, title: str = "") -> str:
     """Histogram of a latent's non-zero activations (log counts), with how often it is zero."""
     import matplotlib
@@ -126,7 +106,7 @@ def histogram_uri(values: np.ndarray, title: str = "") -> str:
     )
     ax.tick_params(labelsize=7)
     ax.set_xlabel("activation", fontsize=7)
-    return _png_uri(fig)
+    return png_data_uri(fig, dpi=80, close=True)
 
 
 def image_grid(images: np.ndarray, shape: tuple[int, int], cols: int = 8, scale: int = 2) -> str:
@@ -142,7 +122,7 @@ def image_grid(images: np.ndarray, shape: tuple[int, int], cols: int = 8, scale:
         r, c = divmod(i, cols)
         grid[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = 1.0 - im
     grid = np.kron(grid, np.ones((scale, scale), dtype=np.float32))
-    return _png_uri(grid)
+    return png_data_uri(grid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,13 +232,11 @@ table{border-collapse:collapse} td,th{border:1px solid #ccc;padding:.2em .6em;te
 
 
 def page(title: str, sections: Sequence[str], intro: str = "") -> str:
-    """A standalone HTML page from fragments (``intro`` is trusted HTML)."""
-    body = "\n".join(sections)
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{intro}\n{body}"
-        "</body></html>\n"
-    )
+    """A standalone HTML page from fragments (``intro`` is trusted HTML), through the same
+    `Report` as every other report, without its check script: a dashboard carries no
+    JavaScript."""
+    report = Report(title, style=STYLE, check_script=False)
+    return report.raw_html(intro).raw_html("\n".join(sections)).render() + "\n"
 
 
 def write_page(path: str | Path, title: str, sections: Sequence[str], intro: str = "") -> Path:

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from sparseae.atomic import atomic_write_text
 
 _STYLE = """
@@ -38,16 +40,31 @@ window.addEventListener('load', function () {
 """
 
 
-def png_data_uri(source: Any) -> str:
-    """A figure, PNG bytes or a PNG path as a data URI."""
+def png_data_uri(source: Any, *, dpi: int = 100, cmap: str = "gray", close: bool = False) -> str:
+    """A figure, an image array, PNG bytes or a PNG path as a data URI: the one way sparseae
+    embeds a picture in a page, so every report opens offline.
+
+    A 2-D array is written pixel for pixel with ``cmap`` (thumbnail grids); a matplotlib
+    figure is rendered at ``dpi`` and closed afterwards with ``close`` (figures made only for
+    the page, so many of them do not pile up in pyplot's memory)."""
     if isinstance(source, bytes):
         data = source
     elif isinstance(source, str | Path):
         data = Path(source).read_bytes()
+    elif isinstance(source, np.ndarray):
+        import matplotlib.image
+
+        buf = io.BytesIO()
+        matplotlib.image.imsave(buf, source, cmap=cmap, format="png")
+        data = buf.getvalue()
     else:  # a matplotlib Figure
         buf = io.BytesIO()
-        source.savefig(buf, format="png", dpi=100, bbox_inches="tight", facecolor="white")
+        source.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
         data = buf.getvalue()
+        if close:
+            import matplotlib.pyplot as plt
+
+            plt.close(source)
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
@@ -60,10 +77,23 @@ def _cell(value: Any) -> str:
 
 
 class Report:
-    """Build a report section by section, then `write` it."""
+    """Build a report section by section, then `write` it.
 
-    def __init__(self, title: str, subtitle: str | None = None) -> None:
+    ``style`` is CSS added after the base style (e.g. the latent dashboard's cards);
+    ``check_script=False`` leaves out the image-check script, for pages that promise to
+    carry no JavaScript at all."""
+
+    def __init__(
+        self,
+        title: str,
+        subtitle: str | None = None,
+        *,
+        style: str = "",
+        check_script: bool = True,
+    ) -> None:
         self.title = title
+        self.style = style
+        self.check_script = check_script
         self.parts: list[str] = []
         if subtitle:
             self.parts.append(f"<p class='note'>{html.escape(subtitle)}</p>")
@@ -105,10 +135,11 @@ class Report:
         return self
 
     def render(self) -> str:
+        script = f"<script>{_CHECK_SCRIPT}</script>" if self.check_script else ""
         return (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style>"
-            f"<script>{_CHECK_SCRIPT}</script></head><body>"
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}{self.style}</style>"
+            f"{script}</head><body>"
             f"<h1>{html.escape(self.title)}</h1>{''.join(self.parts)}"
             "<p class='note'>Made by sparseae.</p></body></html>"
         )
