@@ -153,7 +153,11 @@ def test_resume_flag_continues_a_run(tmp_path, capsys):
         str(out),
     ]
     assert run_cli(capsys, *base, "--epochs", "2")[0] == 0
-    code, stdout, _ = run_cli(capsys, *base, "--epochs", "3", "--resume")
+    code, _, err = run_cli(capsys, *base, "--epochs", "3", "--resume")
+    assert code == 2 and "epochs: 2 -> 3" in err and "--allow-change epochs" in err
+    code, stdout, _ = run_cli(
+        capsys, *base, "--epochs", "3", "--resume", "--allow-change", "epochs"
+    )
     assert code == 0
     assert "epoch   3/3" in stdout and "epoch   1/3" not in stdout
     assert len(sparseae.read_history(out)) == 3

@@ -3,6 +3,7 @@ renamed over the old one, so a crash never leaves a half-written file behind."""
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sparseae.errors import CheckpointError
+from sparseae.errors import CheckpointError, CheckpointWriteError
 
 TMP_SUFFIX = ".tmp"
 
@@ -37,12 +38,26 @@ def _commit(tmp: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _failed(path: Path, exc: OSError) -> CheckpointWriteError:
+    return CheckpointWriteError(
+        exc.errno,
+        f"could not write {path} ({exc.strerror or exc}): free disk space or choose another "
+        "--out; the previous version of the file is intact",
+    )
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = _temp_in(path)
+    try:
+        tmp = _temp_in(path)
+    except OSError as exc:
+        raise _failed(path, exc) from None
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
         _commit(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _failed(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -55,11 +70,19 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_save_tensors(
     path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
-    tmp = _temp_in(path)
+    try:
+        tmp = _temp_in(path)
+    except OSError as exc:
+        raise _failed(path, exc) from None
     try:
         clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         save_file(clean, tmp, metadata=metadata)
         _commit(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _failed(path, exc) from None
+        raise _failed(path, OSError(errno.EIO, str(exc))) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -102,21 +102,29 @@ def read_history(folder: str | Path) -> list[dict[str, Any]]:
 
 
 def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a saved model exactly (same outputs bit for bit on the same device)."""
+    """Rebuild a saved model exactly (same outputs bit for bit on the same device).
+
+    The folder is untrusted: config.json is validated field by field, and the model it
+    describes is first built on PyTorch's meta device (no memory) and compared with the
+    safetensors header (names, shapes, dtypes) before anything is allocated, so a folder can
+    never make the loader use much more memory than its own weights file. Non-finite
+    weights are refused."""
     folder = Path(folder)
     config = read_config(folder)
-    kind = config.get("kind")
-    source = str(folder / CONFIG_FILE)
-    if not isinstance(kind, str) or kind not in MODEL_KINDS:
-        raise CheckpointError(
-            f"{source}: unknown model kind {kind!r} (known: {', '.join(MODEL_KINDS.names())})"
-        )
-    try:
-        model = MODEL_KINDS.get(kind)(config.get("model"), source)
-    except ConfigError as exc:
-        raise CheckpointError(str(exc)) from None
-    state = load_tensors(folder / WEIGHTS_FILE, device)
+    build, source = _builder(config, folder)
+    weights = folder / WEIGHTS_FILE
+    with torch.device("meta"):
+        skeleton = build()
+    _check_header(skeleton, weights)
+    model = build()
+    state = load_tensors(weights, device)
     _fill_missing_transform(model, state)
+    bad = [name for name, t in state.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        raise CheckpointError(
+            f"{weights}: {', '.join(bad[:3])} hold NaN or inf values: the run that wrote it "
+            "diverged; load an earlier checkpoint or retrain"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -125,6 +133,69 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     model.to(device)
     model.eval()
     return model
+
+
+def _builder(config: dict[str, Any], folder: Path) -> tuple[Any, str]:
+    """A function that builds the model config.json describes, with its errors typed."""
+    source = str(folder / CONFIG_FILE)
+    kind = config.get("kind")
+    if not isinstance(kind, str) or kind not in MODEL_KINDS:
+        raise CheckpointError(
+            f"{source}: unknown model kind {kind!r} (known: {', '.join(MODEL_KINDS.names())})"
+        )
+    if not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{source}: 'model' must be an object of the model's settings")
+
+    def build() -> nn.Module:
+        try:
+            return MODEL_KINDS.get(kind)(config["model"], source)
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
+
+    return build, source
+
+
+_DTYPES = {
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float64: "F64",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.bool: "BOOL",
+}
+
+
+def _check_header(skeleton: nn.Module, weights: Path) -> None:
+    """The weights file holds exactly the tensors the config describes (optional ones,
+    the input transform of older folders, may be missing)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing: the folder is not a complete sparseae model")
+    try:
+        with safe_open(str(weights), framework="pt") as fh:
+            header = {k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype())
+                      for k in fh.keys()}  # fmt: skip
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({exc})") from None
+    expected = {k: (tuple(v.shape), _DTYPES.get(v.dtype)) for k, v in skeleton.state_dict().items()}
+    missing = [k for k in expected if k not in header and not k.startswith("input_transform.")]
+    extra = [k for k in header if k not in expected and not _legacy_name(k)]
+    wrong = [k for k in expected if k in header and header[k] != expected[k]]
+    if missing or extra or wrong:
+        parts = [f"missing {', '.join(missing[:3])}"] if missing else []
+        parts += [f"unexpected {', '.join(extra[:3])}"] if extra else []
+        parts += [
+            f"{k} is {list(header[k][0])} {header[k][1]} where config.json implies "
+            f"{list(expected[k][0])} {expected[k][1]}"
+            for k in wrong[:2]
+        ]
+        raise CheckpointError(f"{weights} does not match config.json: {'; '.join(parts)}")
+
+
+def _legacy_name(name: str) -> bool:
+    return name == "since_fired"  # the SAE's dead-latent counter, now the trainer's
 
 
 def _fill_missing_transform(model: nn.Module, state: dict[str, torch.Tensor]) -> None:

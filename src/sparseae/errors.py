@@ -21,5 +21,14 @@ class CheckpointError(SparseAEError):
     """A saved model folder that is missing, incomplete or not a sparseae checkpoint."""
 
 
+class CheckpointWriteError(CheckpointError, OSError):
+    """A file could not be written (a full disk, a folder gone read-only); the previous
+    version of the file is intact."""
+
+    def __str__(self) -> str:  # the message alone, not OSError's "[Errno N] ..."
+        return str(self.strerror or super().__str__())
+
+
 class TrainingDivergedError(SparseAEError, RuntimeError):
-    """The loss became NaN or inf; the model keeps its last good weights."""
+    """The run diverged (NaN/inf loss, a loss that exploded) or collapsed (every latent
+    dead); the model keeps its last good weights."""

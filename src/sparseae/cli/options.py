@@ -355,6 +355,17 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "forward/backward step (same gradients, about half the speed at batch 32)",
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument(
+        "--diverge-factor",
+        type=positive_float,
+        default=1000.0,
+        help="stop when the loss exceeds this many times its first steps' mean (default 1000)",
+    )
+    g.add_argument(
+        "--no-collapse-check",
+        action="store_true",
+        help="do not stop a run whose codes are all zero (every latent dead) after an epoch",
+    )
     d = parser.add_argument_group(
         "dictionary training (models with a linear dictionary: sae, one-layer mlp autoencoders)"
     )
@@ -428,6 +439,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         resample_every=args.resample_every,
         sparsity_warmup=args.sparsity_warmup,
         k_start=args.k_start,
+        diverge_factor=args.diverge_factor,
+        collapse_check=not args.no_collapse_check,
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sparseae.cli import options
 
 MODELS = ("autoencoder", "sae", "sparse-coding")
+from sparseae.training.config import RESUMABLE_CHANGES as RESUMABLE  # noqa: E402
 
 EXAMPLES = """\
 examples:
@@ -73,6 +74,20 @@ def add_parser(sub: Any, name: str = "train", model: str = "autoencoder") -> Non
         help="continue the interrupted run in --out from its last checkpoint",
     )
     out.add_argument(
+        "--allow-change",
+        action="append",
+        default=[],
+        choices=RESUMABLE,
+        metavar="SETTING",
+        help="with --resume: let this setting differ from the saved run "
+        f"({', '.join(RESUMABLE)}; repeatable)",
+    )
+    out.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --out instead of refusing to",
+    )
+    out.add_argument(
         "--checkpoint-every",
         type=options.positive_int,
         default=None,
@@ -94,15 +109,24 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseae.cli.train_setup import build_model, normalized_inputs
     from sparseae.training.distributed import init_from_env, is_main_process
-    from sparseae.training.trainer import Trainer
+
+    from sparseae.training.run_folder import RunFolder
 
     init_from_env(args.device)  # joins torchrun's process group; no-op for one process
     if not is_main_process():  # rank 0 alone prints and writes
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    data = options.load_data(args)
     train_cfg = options.train_config_from_args(args)
+    # the output is checked and locked before any data is read or a step is trained
+    with RunFolder(args.out, resume=args.resume, overwrite=args.overwrite, lock=is_main_process()):
+        return _train(args, train_cfg)
+
+
+def _train(args: argparse.Namespace, train_cfg: Any) -> int:
+    from sparseae.cli.train_setup import build_model, normalized_inputs
+    from sparseae.training.trainer import Trainer
+
+    data = options.load_data(args)
     model = build_model(args, data, train_cfg)
     x_train, x_val, to_model = normalized_inputs(args, model, data)
     n_params = sum(p.numel() for p in model.parameters())
@@ -120,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         log=lambda r: print(_epoch_line(r, train_cfg.epochs), flush=True),
     )
     t0 = time.perf_counter()
-    trainer.fit(x_train, x_val, resume=args.resume)
+    trainer.fit(x_train, x_val, resume=args.resume, allow_changes=tuple(args.allow_change))
     if trainer.resumed_at is not None:
         print(f"resumed from the checkpoint at step {trainer.resumed_at}")
     return _finish(args, model, data, trainer, time.perf_counter() - t0, to_model)

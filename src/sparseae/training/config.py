@@ -13,6 +13,8 @@ from sparseae.errors import ConfigError
 
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
 B_DEC_INITS = ("none", "mean", "geometric_median")
+#: settings a resumed run may change when asked to (they do not alter what was trained)
+RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "num_threads", "device")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,9 @@ class TrainConfig(Config):
     weight ``aux_weight``; ``resample_every`` > 0 re-initialises dead latents every that
     many steps; ``sparsity_warmup`` > 0 moves k down from ``k_start`` (default 4k), or a
     penalty weight up from 0, linearly over that many steps.
+
+    Resuming refuses a changed setting unless it is named in ``allow_changes`` and is one of
+    `RESUMABLE_CHANGES` (more epochs, another eval batch or thread count).
     """
 
     epochs: int = 10
@@ -58,6 +63,11 @@ class TrainConfig(Config):
     resample_every: int = 0
     sparsity_warmup: int = 0
     k_start: int | None = None
+    # divergence and collapse: a loss above diverge_factor x the mean of the first steps'
+    # losses stops the run (None: only NaN/inf stop it); collapse_check stops a run whose
+    # codes are all zero at the end of an epoch (every latent dead)
+    diverge_factor: float | None = 1000.0
+    collapse_check: bool = True
 
     constraints = {
         "epochs": Range(int, 1),
@@ -81,6 +91,8 @@ class TrainConfig(Config):
         "resample_every": Range(int, 0),
         "sparsity_warmup": Range(int, 0),
         "k_start": Optional(Range(int, 1)),
+        "diverge_factor": Optional(Range(float, 1, low_open=True)),
+        "collapse_check": OneOf(True, False),
     }
 
     def __post_init__(self) -> None:

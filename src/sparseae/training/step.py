@@ -68,19 +68,23 @@ class EpochSums:
         self.terms: dict[str, Any] = {}
         self.steps = 0
 
-    def add(self, out: Any) -> None:
+    def add(self, out: Any) -> Any:
+        """Add a step's terms; returns its loss (a float on the host, else a tensor)."""
         self.steps += 1
         if self.on_host:
-            self.loss += float(out.loss.detach())
+            loss = float(out.loss.detach())
+            self.loss += loss
             for name, value in out.terms.items():
                 self.terms[name] = self.terms.get(name, 0.0) + float(value.detach())
-            return
-        self.loss += out.loss.detach()
+            return loss
+        loss = out.loss.detach()
+        self.loss += loss
         for name, value in out.terms.items():
             if name in self.terms:
                 self.terms[name] += value.detach()
             else:
                 self.terms[name] = value.detach().clone()
+        return loss
 
     def loss_total(self) -> float:
         return float(self.loss)

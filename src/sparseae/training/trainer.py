@@ -28,10 +28,12 @@ from sparseae.devices import resolve_device
 from sparseae.errors import ConfigError, DataError, TrainingDivergedError
 from sparseae.training import dictionary, distributed, state
 from sparseae.training.callbacks import Callback, History, overrides
-from sparseae.training.config import TrainConfig
+from sparseae.training.config import RESUMABLE_CHANGES, TrainConfig
 from sparseae.training.evaluate import evaluate
+from sparseae.training.guard import DivergenceGuard, collapsed, fingerprint, resume_differences
 from sparseae.training.inputs import make_source
 from sparseae.training.optim import LeanAdam, make_optimizer
+from sparseae.training.run_folder import RunFolder
 from sparseae.training.schedules import lr_factor
 from sparseae.training.step import EpochSums, TrainStep, compiled_step
 
@@ -58,8 +60,10 @@ class Trainer:
         checkpoint_every: int | None = None,
         progress: bool | None = None,
         log: Any = None,
+        overwrite: bool = False,
     ) -> None:
         self.model = model
+        self.overwrite = overwrite
         self.config = dictionary.resolve(config or TrainConfig(), model)
         tricks, self.aux = dictionary.tricks_for(self.config, model)
         self.callbacks = [*tricks, *callbacks]
@@ -78,21 +82,47 @@ class Trainer:
         self.rank, self.world_size = 0, 1
         self.last_batch: Tensor | None = None
         self._sums: EpochSums | None = None
+        self.guard = DivergenceGuard(self.config.diverge_factor)
+        self._probe: Tensor | None = None  # training rows the collapse check encodes
+        self._fingerprint: dict[str, Any] = {}
 
     # -- public API ---------------------------------------------------------------------------
-    def fit(self, x_train: Any, x_val: Any = None, *, resume: bool = False) -> History:
-        source, xv = self._prepare(x_train, x_val, resume)
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
-        while self.epoch < self.config.epochs:
-            self._run_epoch(source, xv)
-        for cb in self.callbacks:
-            cb.on_train_end(self)
+    def fit(
+        self,
+        x_train: Any,
+        x_val: Any = None,
+        *,
+        resume: bool | str = False,
+        allow_changes: tuple[str, ...] = (),
+    ) -> History:
+        """Train; ``resume=True`` continues the run saved in ``checkpoint_dir`` (an error if
+        there is none, ``"auto"``: start afresh then), refusing changed settings except
+        those named in ``allow_changes`` (see `RESUMABLE_CHANGES`)."""
+        folder = None
+        if self.checkpoint_dir is not None:
+            rank = distributed.rank_and_world()[0]
+            folder = RunFolder(
+                self.checkpoint_dir, resume=resume, overwrite=self.overwrite, lock=rank == 0
+            )
+            folder.open()
+        try:
+            source, xv = self._prepare(x_train, x_val, resume, tuple(allow_changes))
+            for cb in self.callbacks:
+                cb.on_train_begin(self)
+            while self.epoch < self.config.epochs:
+                self._run_epoch(source, xv)
+            for cb in self.callbacks:
+                cb.on_train_end(self)
+        finally:
+            if folder is not None:
+                folder.close()
         self.model.eval()
         return self.history
 
     # -- set-up ---------------------------------------------------------------------------------
-    def _prepare(self, x_train: Any, x_val: Any, resume: bool) -> tuple[Any, Tensor | None]:
+    def _prepare(
+        self, x_train: Any, x_val: Any, resume: bool | str, allow: tuple[str, ...]
+    ) -> tuple[Any, Tensor | None]:
         cfg = self.config
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
@@ -106,26 +136,37 @@ class Trainer:
             world_size=self.world_size,
         )
         xv = as_tensor(x_val, "validation data") if x_val is not None and len(x_val) else None
-        self._check_features(source, xv)
+        self._probe = source.sample_rows(2048)
+        self._fingerprint = fingerprint(self._probe[:64], source.n_rows)
+        self._check_data(self._probe, xv)
         model = self.model.to(self.device)
         model.train()
         self.optimizer = make_optimizer(model, cfg)
-        resumed = resume and self._load_trainer_state()
+        resumed = bool(resume) and self._load_trainer_state(allow)
         if not resumed:
             self._initialize_from_data(source)
         self._build_step()
         return source, xv
 
-    def _check_features(self, source: Any, xv: Tensor | None) -> None:
+    def _check_data(self, probe: Tensor, xv: Tensor | None) -> None:
+        """Data the model cannot use is refused before the first step, with the fix."""
         d_in = getattr(self.model, "d_in", None)
-        for name, rows in (("training data", source.sample_rows(1)), ("validation data", xv)):
-            if d_in is not None and rows is not None:
-                features = int(math.prod(rows.shape[1:]))
-                if features != d_in:
-                    raise DataError(
-                        f"{name} has {features} features per row but the model takes {d_in}: "
-                        "build the model with d_in matching the data"
-                    )
+        bce = getattr(getattr(self.model, "config", None), "loss", None) == "bce"
+        for name, rows in (("training data", probe), ("validation data", xv)):
+            if rows is None:
+                continue
+            features = int(math.prod(rows.shape[1:]))
+            if d_in is not None and features != d_in:
+                raise DataError(
+                    f"{name} has {features} features per row but the model takes {d_in}: "
+                    "build the model with d_in matching the data"
+                )
+            lo, hi = float(rows.min()), float(rows.max())
+            if bce and (lo < 0 or hi > 1):
+                raise DataError(
+                    f"bce loss needs inputs in [0, 1], but the {name} spans [{lo:.3g}, "
+                    f"{hi:.3g}]: scale it to [0, 1] (--scale minmax) or use --loss mse"
+                )
 
     def _initialize_from_data(self, source: Any) -> None:
         """A fresh run's data-dependent initialisation (the model's own, then b_dec)."""
@@ -156,9 +197,9 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------
     def _run_epoch(self, source: Any, xv: Tensor | None) -> None:
         cfg, epoch = self.config, self.epoch
+        snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         for cb in self.callbacks:
             cb.on_epoch_begin(self, epoch)
-        snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         batches = source.epoch_batches(epoch, self.step_in_epoch)
         if self.step_in_epoch == 0:
             torch.manual_seed(cfg.seed * 1_000_003 + epoch + 104_729 * self.rank)
@@ -171,13 +212,13 @@ class Trainer:
         for step, xb in zip(range(self.step_in_epoch, steps), batches, strict=True):
             out = self._train_step(xb, steps * cfg.epochs)
             self.step_in_epoch = step + 1
-            sums.add(out)
+            last = sums.add(out)
             for hook in self.step_end:
                 hook(self, out)
-            if (sums.on_host or step % check_every == 0 or step == steps - 1) and not math.isfinite(
-                sums.loss_total()
-            ):
-                self._diverged(snapshot, epoch, step)
+            if sums.on_host or step % check_every == 0 or step == steps - 1:
+                problem = self.guard.problem(float(last))
+                if problem is not None:
+                    self._diverged(snapshot, epoch, step, problem)
             if bar is not None:
                 bar.update(1)
                 if step % 100 == 0:
@@ -224,7 +265,15 @@ class Trainer:
         record: dict[str, Any] = {"epoch": epoch + 1, "seconds": seconds}
         record["loss"] = float(loss_sum) / sums.steps
         if not math.isfinite(record["loss"]):
-            self._diverged(snapshot, epoch, self.step_in_epoch - 1)
+            self._diverged(snapshot, epoch, self.step_in_epoch - 1, "loss became NaN/inf")
+        if self.config.collapse_check and collapsed(self.model, self._probe):
+            self._diverged(
+                snapshot,
+                epoch,
+                self.step_in_epoch - 1,
+                "the code collapsed: every latent is dead (L0 = 0 on the first "
+                f"{len(self._probe)} training rows; check off with collapse_check=False)",
+            )
         for name, value in term_sums.items():
             record[name] = float(value) / sums.steps
         if xv is not None:
@@ -263,17 +312,17 @@ class Trainer:
             mininterval=0.5,
         )
 
-    def _diverged(self, snapshot: dict[str, Tensor], epoch: int, step: int) -> None:
+    def _diverged(self, snapshot: dict[str, Tensor], epoch: int, step: int, what: str) -> None:
         self.model.load_state_dict(snapshot)
         where = f"epoch {epoch + 1}, step {step + 1}"
         kept = (
             f"; the last good checkpoint is kept in {self.checkpoint_dir}"
-            if self.checkpoint_dir is not None and self.epoch > 0
+            if self.checkpoint_dir is not None and (self.epoch > 0 or self.checkpoint_every)
             else "; the model holds its weights from the start of that epoch"
         )
         raise TrainingDivergedError(
-            f"loss became NaN/inf at {where}: lower the learning rate (--lr) or the penalty "
-            f"weight, or set --max-grad-norm{kept}"
+            f"{what} at {where}: lower the learning rate (--lr) or the penalty weight, or set "
+            f"--max-grad-norm{kept}"
         )
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -316,10 +365,16 @@ class Trainer:
             "train_config": self.config.to_dict(),
             "callbacks": callbacks,
             "epoch_sums": sums,
+            "model": {
+                "kind": getattr(self.model, "checkpoint_kind", type(self.model).__name__),
+                "config": checkpoint.model_config_dict(self.model),
+            },
+            "data": self._fingerprint,
+            "guard": self.guard.state(),
         }
         return tensors, info
 
-    def _load_trainer_state(self) -> bool:
+    def _load_trainer_state(self, allow: tuple[str, ...]) -> bool:
         """Restore the state saved in the checkpoint folder; False if there is none."""
         if self.checkpoint_dir is None:
             raise ConfigError("resume needs a checkpoint folder (--out of the interrupted run)")
@@ -327,6 +382,7 @@ class Trainer:
         if not path.is_file():
             return False
         tensors, info = state.read_state(path)
+        self._check_same_run(info, allow, path)
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         state.load_model_state(self.model, model_state, path)
         if self.optimizer is not None:
@@ -345,8 +401,33 @@ class Trainer:
         self.history = History(list(info["history"]))
         if self.step_in_epoch and info.get("epoch_sums"):
             self._sums = EpochSums.from_json(info["epoch_sums"], self.device, self.world_size)
+        self.guard.load(info.get("guard"))
         self.resumed_at = self.global_step
         return True
+
+    def _check_same_run(self, info: dict[str, Any], allow: tuple[str, ...], path: Path) -> None:
+        """A resumed command must describe the saved run: same training settings (bar the
+        allowed ones), same model, same data."""
+        bad = sorted(set(allow) - set(RESUMABLE_CHANGES))
+        if bad:
+            raise ConfigError(
+                f"{', '.join(bad)} cannot change on resume (only {', '.join(RESUMABLE_CHANGES)})"
+            )
+        diffs = resume_differences(info.get("train_config", {}), self.config.to_dict(), allow)
+        saved_model = info.get("model")
+        if saved_model is not None:
+            current = {"kind": self.model.checkpoint_kind}
+            current["config"] = checkpoint.model_config_dict(self.model)
+            diffs += [f"model {d}" for d in resume_differences(saved_model, current)]
+        if info.get("data") and info["data"] != self._fingerprint:
+            diffs.append(f"data: {info['data']} -> {self._fingerprint}")
+        if diffs:
+            allowable = [d.split(":")[0] for d in diffs if d.split(":")[0] in RESUMABLE_CHANGES]
+            hint = f" (allow with --allow-change {' '.join(allowable)})" if allowable else ""
+            raise ConfigError(
+                f"--resume of {path.parent} with other settings than the saved run: "
+                f"{'; '.join(diffs)}{hint}; or start afresh with --overwrite"
+            )
 
 
 def fit(
@@ -357,9 +438,11 @@ def fit(
     config: TrainConfig | None = None,
     callbacks: Iterable[Callback] = (),
     checkpoint_dir: str | Path | None = None,
-    resume: bool = False,
+    resume: bool | str = False,
     progress: bool | None = None,
     log: Any = None,
+    overwrite: bool = False,
+    allow_changes: tuple[str, ...] = (),
     **overrides: Any,
 ) -> History:
     """Train ``model`` on ``x_train`` (validating on ``x_val`` each epoch); keyword
@@ -374,5 +457,6 @@ def fit(
         checkpoint_dir=checkpoint_dir,
         progress=progress,
         log=log,
+        overwrite=overwrite,
     )
-    return trainer.fit(x_train, x_val, resume=resume)
+    return trainer.fit(x_train, x_val, resume=resume, allow_changes=allow_changes)
