@@ -1,10 +1,9 @@
-import math
 
 import pytest
 import torch
 
 import sparseae
-from sparseae.errors import DataError, TrainingDivergedError
+from sparseae.errors import TrainingDivergedError
 from sparseae.training.trainer import Trainer
 
 from .helpers import digits

@@ -110,7 +110,6 @@ def _epoch_line(record: dict[str, Any], epochs: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sparseae.training.distributed import init_from_env, is_main_process
-
     from sparseae.training.run_folder import RunFolder
 
     init_from_env(args.device)  # joins torchrun's process group; no-op for one process
