@@ -150,7 +150,10 @@ def _builder(config: dict[str, Any], folder: Path) -> tuple[Any, str]:
         try:
             return MODEL_KINDS.get(kind)(config["model"], source)
         except ConfigError as exc:
-            raise CheckpointError(str(exc)) from None
+            message = str(exc)
+            raise CheckpointError(
+                message if message.startswith(source) else f"{source}: {message}"
+            ) from None
 
     return build, source
 

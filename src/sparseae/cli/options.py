@@ -53,10 +53,20 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    """'100,300' -> (100, 300)."""
+def finite_float(text: str) -> float:
     try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """'100,300' -> (100, 300); an empty item ('100,,300') is a typo, not a skip."""
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated positive integers such as 100,300, got {text!r}"
@@ -185,7 +195,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     c = parser.add_argument_group("corruption (denoising)")
     c.add_argument("--corruption", choices=corruption_names(), default="none", help="default: none")
     c.add_argument("--noise-sigma", type=nonnegative_float, default=None, help="gaussian sigma")
-    c.add_argument("--corruption-p", type=float, default=None, help="dropout/masking rate")
+    c.add_argument("--corruption-p", type=finite_float, default=None, help="dropout/masking rate")
 
 
 #: every sparsity parameter's one CLI spelling: flag -> (type, help); generated into every
@@ -195,13 +205,13 @@ SPARSITY_FLAGS: dict[str, tuple[Any, str]] = {
         positive_int,
         "topk/batchtopk: active latents per input (default 32; sparse coding: its target L0)",
     ),
-    "alpha": (float, "topk: inference keeps alpha*k latents (Makhzani & Frey; default 1)"),
+    "alpha": (finite_float, "topk: inference keeps alpha*k latents (Makhzani & Frey; default 1)"),
     "weight": (
         nonnegative_float,
         "l1/kl/jumprelu penalty weight (l1 1e-3, kl 0.1, jumprelu 1e-3); see --penalty-scale",
     ),
-    "rho": (float, "kl: target mean activation in (0, 1) (default 0.05)"),
-    "momentum": (float, "batchtopk: EMA rate of the inference threshold (default 0.01)"),
+    "rho": (finite_float, "kl: target mean activation in (0, 1) (default 0.05)"),
+    "momentum": (finite_float, "batchtopk: EMA rate of the inference threshold (default 0.01)"),
     "bandwidth": (positive_float, "jumprelu: width of the STE window (default 1e-3)"),
     "threshold_init": (positive_float, "jumprelu: initial threshold (default 1e-3)"),
 }
@@ -359,7 +369,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--diverge-factor",
         type=positive_float,
         default=1000.0,
-        help="stop when the loss exceeds this many times its first steps' mean (default 1000)",
+        help="stop when the loss exceeds this many times its starting value (default 1000)",
     )
     g.add_argument(
         "--no-collapse-check",

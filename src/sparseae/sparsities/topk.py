@@ -48,7 +48,9 @@ class TopKSparsity(Sparsity):
     def __init__(self, n_latents: int, k: int = 32, alpha: float = 1.0, relu: bool = True) -> None:
         super().__init__(n_latents)
         self.k = check_k("topk", k, n_latents)
-        if isinstance(alpha, bool) or not (isinstance(alpha, int | float) and alpha >= 1.0):
+        if isinstance(alpha, bool) or not (
+            isinstance(alpha, int | float) and 1.0 <= alpha < float("inf")
+        ):
             raise ConfigError(f"topk alpha (inference support alpha*k) must be >= 1, got {alpha!r}")
         if not isinstance(relu, bool):
             raise ConfigError(f"topk relu must be true or false, got {relu!r}")

@@ -63,9 +63,9 @@ class TrainConfig(Config):
     resample_every: int = 0
     sparsity_warmup: int = 0
     k_start: int | None = None
-    # divergence and collapse: a loss above diverge_factor x the mean of the first steps'
-    # losses stops the run (None: only NaN/inf stop it); collapse_check stops a run whose
-    # codes are all zero at the end of an epoch (every latent dead)
+    # divergence and collapse: a loss above diverge_factor x the first step's loss stops the
+    # run (None: only NaN/inf stop it); collapse_check stops a run whose codes are all zero
+    # at the end of an epoch (every latent dead)
     diverge_factor: float | None = 1000.0
     collapse_check: bool = True
 

@@ -1,7 +1,8 @@
 """What stops a run that has gone wrong, and what makes a resumed run the same run.
 
 - `DivergenceGuard` watches each step's loss: NaN/inf, or a loss above ``factor`` times the
-  mean of the first steps' losses (an explosion), stops the run.
+  starting value (the first step's loss, computed before any update: an explosion) stops
+  the run.
 - `collapsed` tells a run whose codes are all zero (every latent dead, L0 = 0).
 - `resume_differences` lists what a resumed command changes against the saved run (its
   training settings, the model, a fingerprint of the data)."""
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-REF_STEPS = 10  # steps whose mean loss is the reference for an explosion
+REF_STEPS = 1  # the first step's loss (before any update) is the starting value
 
 
 class DivergenceGuard:
@@ -34,8 +35,8 @@ class DivergenceGuard:
         ref = self.ref_sum / self.ref_n
         if self.factor is not None and loss > self.factor * max(abs(ref), 1e-12):
             return (
-                f"loss exploded to {loss:.3g} ({self.factor:g}x above its first steps' mean "
-                f"{ref:.3g}; threshold: diverge_factor / --diverge-factor)"
+                f"loss exploded to {loss:.3g}, over {self.factor:g}x its starting value "
+                f"{ref:.3g} (threshold: --diverge-factor)"
             )
         return None
 

@@ -272,7 +272,7 @@ class Trainer:
                 epoch,
                 self.step_in_epoch - 1,
                 "the code collapsed: every latent is dead (L0 = 0 on the first "
-                f"{len(self._probe)} training rows; check off with collapse_check=False)",
+                f"{len(self._probe)} training rows; to allow it: --no-collapse-check)",
             )
         for name, value in term_sums.items():
             record[name] = float(value) / sums.steps
