@@ -239,8 +239,10 @@ except sparseae.CheckpointError as exc:
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print("grew_kb", after - before)
 """
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+    )
     assert "refused:" in out.stdout and "does not match config.json" in out.stdout, out.stderr
     grew_mb = int(out.stdout.split("grew_kb")[1]) / 1024
     assert grew_mb < 50, grew_mb  # the claimed model would need 2.4 GB of float32
