@@ -96,8 +96,12 @@ def test_save_load_round_trip(tmp_path):
 
 def test_bad_parameters_are_config_errors():
     x, _ = _digits_np()
-    with pytest.raises(ConfigError, match="threshold must be"):
+    with pytest.raises(ConfigError, match="'threshold' parameter of SparseAutoencoder must be"):
         SparseAutoencoder(threshold="magic").fit(x[:50])
+    for bad in ({"lr": -1.0}, {"epochs": 0}, {"contamination": 0.7}, {"random_state": 10**22}):
+        name = next(iter(bad))
+        with pytest.raises(ConfigError, match=f"'{name}' parameter"):  # declared once, checked
+            SparseAutoencoder(**bad).fit(x[:50])
     with pytest.raises(ConfigError, match="topk needs 1 <= k <= n_latents"):
         SparseAutoencoder(n_latents=4, sparsity="topk", sparsity_params={"k": 9}).fit(x[:50])
 

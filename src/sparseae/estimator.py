@@ -15,12 +15,14 @@ as is for the image recipes (sigmoid output, BCE allowed).
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
+from sklearn.utils._param_validation import InvalidParameterError, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from sparseae.atomic import atomic_write_text
@@ -31,6 +33,41 @@ from sparseae.models.autoencoder.model import Autoencoder
 from sparseae.training.config import TrainConfig
 from sparseae.training.evaluate import map_batches
 from sparseae.training.trainer import Trainer
+
+
+class ParameterError(ConfigError, InvalidParameterError):
+    """A parameter outside its declared domain: sparseae's ConfigError and scikit-learn's
+    InvalidParameterError at once, so both kinds of caller can catch it."""
+
+
+def _parameter_constraints() -> dict[str, list[Any]]:
+    from sparseae.corruptions import corruption_names
+    from sparseae.nn_utils import ACTIVATIONS
+    from sparseae.sparsities import sparsity_names
+
+    positive_int = Interval(Integral, 1, None, closed="left")
+    return {
+        "n_latents": [positive_int],
+        "hidden": [list, tuple],
+        "sparsity": [StrOptions(set(sparsity_names()))],
+        "sparsity_params": [dict, None],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "code_activation": [StrOptions(set(ACTIVATIONS)), None],
+        "loss": [StrOptions({"mse", "bce"})],
+        "scale": [StrOptions({"standard", "unit", "none"})],
+        "corruption": [StrOptions(set(corruption_names()))],
+        "corruption_params": [dict, None],
+        "epochs": [positive_int],
+        "batch_size": [positive_int],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "threshold": [StrOptions({"contamination", "mean_std"})],
+        "contamination": [Interval(Real, 0, 0.5, closed="neither")],
+        "n_std": [Interval(Real, 0, None, closed="left")],
+        "random_state": [Interval(Integral, 0, 2**63 - 1, closed="both"), None],
+        "device": [str],
+        "verbose": ["boolean"],
+    }
 
 
 class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
@@ -86,16 +123,15 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
         self.device = device
         self.verbose = verbose
 
+    #: every parameter's domain, declared once (scikit-learn's convention), checked by fit
+    _parameter_constraints: dict[str, list[Any]] = _parameter_constraints()
+
     # -- helpers ------------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.scale not in ("standard", "unit", "none"):
-            raise ConfigError(f"scale must be standard, unit or none, got {self.scale!r}")
-        if self.threshold not in ("contamination", "mean_std"):
-            raise ConfigError(
-                f"threshold must be 'contamination' or 'mean_std', got {self.threshold!r}"
-            )
-        if not 0 < self.contamination < 0.5:
-            raise ConfigError(f"contamination must lie in (0, 0.5), got {self.contamination!r}")
+        try:
+            self._validate_params()
+        except InvalidParameterError as exc:
+            raise ParameterError(str(exc)) from None
 
     def _model_config(self, d_in: int) -> ModelConfig:
         code_act = self.code_activation or {"kl": "sigmoid", "topk": "linear"}.get(
