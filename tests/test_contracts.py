@@ -139,3 +139,27 @@ def test_configs_are_strict_and_round_trip(tmp_path):
         sparseae.TrainConfig(max_grad_norm=-1)
     with pytest.raises(ConfigError, match="betas must be"):
         sparseae.TrainConfig(betas=(1.5, 0.9))
+
+
+def test_encode_command_applies_the_saved_scaling_instead_of_refitting(tmp_path, capsys):
+    import numpy as np
+
+    from sparseae.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(400, 12)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "shifted.npy", 5 * x + 100)
+    run = tmp_path / "run"
+    args = ["train", "--dataset", str(tmp_path / "x.npy"), "--hidden", "8", "--epochs", "2"]
+    assert main([*args, "--scale", "standard", "--no-progress", "--out", str(run)]) == 0
+    codes = {}
+    for name in ("x", "shifted"):
+        out = tmp_path / f"{name}_codes.npy"
+        enc = ["encode", str(run), "--dataset", str(tmp_path / f"{name}.npy"), "--out", str(out)]
+        assert main(enc) == 0
+        codes[name] = np.load(out)
+    capsys.readouterr()
+    assert not np.allclose(codes["x"], codes["shifted"])  # no silent refit on the new file
+    model = sparseae.load(run)
+    assert model.input_transform.active

@@ -55,12 +55,16 @@ def run(args: argparse.Namespace) -> int:
     from sparseae.report import figures as viz
     from sparseae.training.trainer import fit
 
-    data = options.load_data(args)
-    if data.scale not in ("unit", "minmax"):
+    saved = load(args.model) if args.model else None
+    data = (
+        options.load_data_for_model(args, saved) if saved is not None else options.load_data(args)
+    )
+    scaled_by_model = saved is not None and saved.input_transform.active
+    if data.scale not in ("unit", "minmax") and not scaled_by_model:
         raise DataError("denoise expects data in [0, 1]: use --scale minmax")
     out = Path(args.out)
-    if args.model:
-        model = load(args.model)
+    if saved is not None:
+        model = saved
         check_features(model, data)
     else:
         *inner, code = args.hidden

@@ -102,7 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.contamination is not None and not 0 < args.contamination < 0.5:
         raise ConfigError(f"--contamination must lie in (0, 0.5), got {args.contamination}")
-    data = options.load_data(args)
+    saved = load(args.model) if args.model else None
+    data = (
+        options.load_data_for_model(args, saved) if saved is not None else options.load_data(args)
+    )
     train_x = data.train.x
     if args.normal_class is not None:
         if data.train.y is None:
@@ -114,8 +117,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{data.name}: choose one of {', '.join(map(str, classes))}"
             )
         train_x = train_x[data.train.y == args.normal_class]
-    if args.model:
-        model = load(args.model)
+    if saved is not None:
+        model = saved
         check_features(model, data)
     else:
         model = _build_model(args, data)

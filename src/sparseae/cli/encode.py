@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from sparseae.checkpoint import load
 
     model = load(args.model)
-    data = options.load_data(args)
+    data = options.load_data_for_model(args, model)
     check_features(model, data)
     split = getattr(data, args.split)
     codes = encode(model, split.x)

@@ -134,6 +134,17 @@ def load_data(args: argparse.Namespace) -> Any:
     )
 
 
+def load_data_for_model(args: argparse.Namespace, model: Any) -> Any:
+    """Data for a saved model: where the model carries the scaling fitted at training time,
+    the loader must not fit another one on this file (raw values, the model scales them)."""
+    from pathlib import Path
+
+    transform = getattr(model, "input_transform", None)
+    if transform is not None and transform.active and args.scale is None:
+        args.scale = "none" if Path(args.dataset).exists() else "unit"
+    return load_data(args)
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--backbone", choices=backbone_names(), default="mlp", help="default: mlp")
