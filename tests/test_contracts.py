@@ -163,3 +163,38 @@ def test_encode_command_applies_the_saved_scaling_instead_of_refitting(tmp_path,
     assert not np.allclose(codes["x"], codes["shifted"])  # no silent refit on the new file
     model = sparseae.load(run)
     assert model.input_transform.active
+
+
+def test_the_catalog_names_every_registered_part_without_importing_torch():
+    from sparseae import catalog
+    from sparseae.corruptions import CORRUPTIONS
+    from sparseae.models.autoencoder.backbones import BACKBONES
+    from sparseae.nn_utils import ACTIVATIONS
+    from sparseae.sparsities import SPARSITIES
+
+    assert catalog.sparsity_names() == SPARSITIES.names()
+    assert catalog.backbone_names() == BACKBONES.names()
+    assert catalog.corruption_names() == CORRUPTIONS.names()
+    assert catalog.activation_names() == tuple(ACTIVATIONS)
+    script = """
+import sys
+from sparseae.cli import COMMANDS, main
+for command in ("", *COMMANDS):
+    try:
+        main([command, "--help"] if command else ["--help"])
+    except SystemExit:
+        pass
+print("torch imported:", "torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT / "src")}, timeout=120)  # fmt: skip
+    assert out.returncode == 0 and "torch imported: False" in out.stdout, out.stderr[-2000:]
+
+
+def test_every_public_name_resolves_lazily():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, sparseae; assert 'torch' not in sys.modules; "
+         "[getattr(sparseae, n) for n in sparseae.__all__]; print(len(sparseae.__all__))"],
+        capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")}, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0 and int(out.stdout) > 20, out.stderr[-2000:]

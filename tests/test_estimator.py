@@ -134,3 +134,18 @@ def test_every_inference_path_feeds_the_models_device(monkeypatch):
         before = len(asked)
         use()
         assert len(asked) > before
+
+
+def test_feature_names_and_pandas_output_in_a_pipeline():
+    pd = pytest.importorskip("pandas")
+    from sklearn.preprocessing import MinMaxScaler
+
+    x, _ = _digits_np()
+    est = SparseAutoencoder(n_latents=6, epochs=2, batch_size=64)
+    pipe = make_pipeline(MinMaxScaler(), est).set_output(transform="pandas")
+    frame = pipe.fit_transform(pd.DataFrame(x[:300], columns=[f"px{i}" for i in range(64)]))
+    assert isinstance(frame, pd.DataFrame) and frame.shape == (300, 6)
+    names = [f"sparseautoencoder{i}" for i in range(6)]
+    assert list(frame.columns) == names
+    assert list(est.get_feature_names_out()) == names
+    np.testing.assert_allclose(frame.to_numpy(), est.transform(pipe[0].transform(x[:300])))

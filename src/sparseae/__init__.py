@@ -6,49 +6,50 @@
 ...                              sparsity="topk", sparsity_params={"k": 8})
 >>> history = sparseae.fit(model, data.train.x, data.val.x, epochs=5)
 >>> sparseae.save(model, "runs/topk"); model = sparseae.load("runs/topk")
+
+The public names are imported on first use (PEP 562), so ``import sparseae`` and the
+command line's ``--help`` do not pay for PyTorch until something needs it.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from sparseae._version import __version__
-from sparseae.checkpoint import load, read_history, save
-from sparseae.errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    SparseAEError,
-    TrainingDivergedError,
-)
-from sparseae.models import (
-    SAE,
-    Autoencoder,
-    ModelConfig,
-    NeuralSparseCoding,
-    SAEConfig,
-    SparseCodingConfig,
-)
-from sparseae.sparsities import Sparsity, register_sparsity, sparsity_names
-from sparseae.training.callbacks import Callback, History
-from sparseae.training.config import TrainConfig
-from sparseae.training.evaluate import evaluate
-from sparseae.training.trainer import Trainer, fit
 
-
-def __getattr__(name: str):  # noqa: ANN202 - lazy: scikit-learn loads only when asked
-    if name in ("SparseAutoencoder", "SparseAEDetector"):
-        from sparseae import estimator
-
-        return getattr(estimator, name)
-    raise AttributeError(f"module 'sparseae' has no attribute {name!r}")
-
-
-def load_dataset(*args, **kwargs):  # noqa: ANN002, ANN003 - thin lazy re-export
-    """See `sparseae.data.load_dataset` (imported lazily: it pulls in scikit-learn)."""
-    from sparseae.data import load_dataset as _load_dataset
-
-    return _load_dataset(*args, **kwargs)
-
+#: public name -> the module that defines it
+_PUBLIC = {
+    "load": "sparseae.checkpoint",
+    "read_history": "sparseae.checkpoint",
+    "save": "sparseae.checkpoint",
+    "CheckpointError": "sparseae.errors",
+    "ConfigError": "sparseae.errors",
+    "DataError": "sparseae.errors",
+    "SparseAEError": "sparseae.errors",
+    "TrainingDivergedError": "sparseae.errors",
+    "SAE": "sparseae.models",
+    "Autoencoder": "sparseae.models",
+    "ModelConfig": "sparseae.models",
+    "NeuralSparseCoding": "sparseae.models",
+    "SAEConfig": "sparseae.models",
+    "SparseCodingConfig": "sparseae.models",
+    "Sparsity": "sparseae.sparsities",
+    "register_sparsity": "sparseae.sparsities",
+    "sparsity_names": "sparseae.sparsities",
+    "Callback": "sparseae.training.callbacks",
+    "History": "sparseae.training.callbacks",
+    "TrainConfig": "sparseae.training.config",
+    "evaluate": "sparseae.training.evaluate",
+    "Trainer": "sparseae.training.trainer",
+    "fit": "sparseae.training.trainer",
+    "SparseAutoencoder": "sparseae.estimator",
+    "SparseAEDetector": "sparseae.estimator",
+    "load_dataset": "sparseae.data",
+}
 
 __all__ = [
-    "SAE",
+    "__version__",
     "Autoencoder",
     "Callback",
     "CheckpointError",
@@ -57,16 +58,16 @@ __all__ = [
     "History",
     "ModelConfig",
     "NeuralSparseCoding",
+    "SAE",
     "SAEConfig",
-    "SparseAEError",
     "SparseAEDetector",
+    "SparseAEError",
     "SparseAutoencoder",
     "SparseCodingConfig",
     "Sparsity",
     "TrainConfig",
     "Trainer",
     "TrainingDivergedError",
-    "__version__",
     "evaluate",
     "fit",
     "load",
@@ -76,3 +77,42 @@ __all__ = [
     "save",
     "sparsity_names",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sparseae' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from sparseae.checkpoint import load, read_history, save
+    from sparseae.data import load_dataset
+    from sparseae.errors import (
+        CheckpointError,
+        ConfigError,
+        DataError,
+        SparseAEError,
+        TrainingDivergedError,
+    )
+    from sparseae.estimator import SparseAEDetector, SparseAutoencoder
+    from sparseae.models import (
+        SAE,
+        Autoencoder,
+        ModelConfig,
+        NeuralSparseCoding,
+        SAEConfig,
+        SparseCodingConfig,
+    )
+    from sparseae.sparsities import Sparsity, register_sparsity, sparsity_names
+    from sparseae.training.callbacks import Callback, History
+    from sparseae.training.config import TrainConfig
+    from sparseae.training.evaluate import evaluate
+    from sparseae.training.trainer import Trainer, fit

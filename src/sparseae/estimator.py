@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    OutlierMixin,
+    TransformerMixin,
+)
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -70,7 +75,9 @@ def _parameter_constraints() -> dict[str, list[Any]]:
     }
 
 
-class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
+class SparseAutoencoder(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator
+):
     """A (sparse) autoencoder as a scikit-learn estimator.
 
     Parameters mirror `ModelConfig` and `TrainConfig`; ``sparsity_params`` is a dict
@@ -123,6 +130,12 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
         self.device = device
         self.verbose = verbose
 
+    @property
+    def _n_features_out(self) -> int:
+        """Codes have one column per latent: ``get_feature_names_out`` names them
+        sparseautoencoder0, sparseautoencoder1, ... and ``set_output`` labels the frame."""
+        return int(self.n_latents)
+
     #: every parameter's domain, declared once (scikit-learn's convention), checked by fit
     _parameter_constraints: dict[str, list[Any]] = _parameter_constraints()
 
@@ -174,6 +187,24 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> SparseAutoencoder:
+        X = self._start(X)
+        self._train(X, self.epochs)
+        self._set_threshold(X)
+        return self
+
+    def partial_fit(self, X: Any, y: Any = None) -> SparseAutoencoder:
+        """One more epoch on X (fits from scratch on the first call). Adam's moments restart
+        at each call: simpler, and harmless for the incremental use it serves."""
+        if not hasattr(self, "model_"):
+            self._start(X)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        self._train(X, 1)
+        self._set_threshold(X)
+        return self
+
+    def _start(self, X: Any) -> np.ndarray:
+        """Validate, fit the scaling, build the model (which keeps the scaling as its input
+        transform, so the saved model folder encodes raw rows by itself)."""
         self._check_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
         if self.scale == "standard":
@@ -183,29 +214,10 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
         if self.random_state is not None:
             torch.manual_seed(int(self.random_state))
         self.model_ = Autoencoder(self._model_config(X.shape[1]))
+        if self.scale == "standard":
+            self.model_.input_transform.set(self.mean_, 1.0 / self.scale_)
         self.history_: list[dict[str, Any]] = []
-        self._train(X, self.epochs)
-        self._set_threshold(X)
-        return self
-
-    def partial_fit(self, X: Any, y: Any = None) -> SparseAutoencoder:
-        """One more epoch on X (fits from scratch on the first call). Adam's moments restart
-        at each call: simpler, and harmless for the incremental use it serves."""
-        if not hasattr(self, "model_"):
-            self._check_params()
-            X0 = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-            if self.scale == "standard":
-                self.mean_ = X0.mean(axis=0)
-                std = X0.std(axis=0)
-                self.scale_ = np.where(std > 0, std, 1.0)
-            if self.random_state is not None:
-                torch.manual_seed(int(self.random_state))
-            self.model_ = Autoencoder(self._model_config(X0.shape[1]))
-            self.history_ = []
-        X = validate_data(self, X, dtype=np.float64, reset=False)
-        self._train(X, 1)
-        self._set_threshold(X)
-        return self
+        return X
 
     def _train(self, X: np.ndarray, epochs: int) -> None:
         trainer = Trainer(self.model_, self._train_config(epochs), progress=self.verbose)
@@ -229,16 +241,20 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
         device (``device="auto"`` leaves it on a GPU), results come back as NumPy."""
         return map_batches(self.model_, X, fn, name=name).numpy()
 
+    def _recon(self, xs: Any) -> Any:
+        """Reconstruction in the model's (scaled) space."""
+        return self.model_.decode(self.model_.code(xs))
+
     def _errors(self, X: np.ndarray) -> np.ndarray:
         xs = self._scale(X)
-        recon = self._map(xs, self.model_).astype(np.float64)
+        recon = self._map(xs, self._recon).astype(np.float64)
         return ((recon - xs) ** 2).mean(axis=1)
 
     def transform(self, X: Any) -> np.ndarray:
         """The sparse codes."""
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self._map(self._scale(X), self.model_.encode).astype(np.float64)
+        return self._map(self._scale(X), self.model_.code).astype(np.float64)
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Codes back to input space."""
@@ -252,7 +268,7 @@ class SparseAutoencoder(TransformerMixin, OutlierMixin, BaseEstimator):
     def reconstruct(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        return self._unscale(self._map(self._scale(X), self.model_).astype(np.float64))
+        return self._unscale(self._map(self._scale(X), self._recon).astype(np.float64))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Negative reconstruction error: higher means more normal (sklearn's convention)."""

@@ -13,7 +13,7 @@ def _methods(text: str) -> tuple[str, ...]:
 
 
 def add_parser(sub: Any) -> None:
-    from sparseae.experiments.compare import METHODS, CompareSettings
+    from sparseae.experiments.settings import METHODS, CompareSettings
 
     d = CompareSettings()  # one place for the defaults
 

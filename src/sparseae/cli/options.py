@@ -6,61 +6,31 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sparseae.corruptions import corruption_names
+from sparseae.catalog import activation_names, backbone_names, corruption_names, sparsity_names
 from sparseae.errors import ConfigError
-from sparseae.models.autoencoder.backbones import backbone_names
-from sparseae.nn_utils import ACTIVATIONS
-from sparseae.sparsities import sparsity_names
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+def _number(kind: type, ok: Any, what: str) -> Any:
+    """An argparse type: ``kind(text)`` that is finite and passes ``ok``, else one message."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
 
 
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+positive_int = _number(int, lambda v: v >= 1, "a positive integer")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: v > 0, "a positive number")
+nonnegative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+finite_float = _number(float, lambda v: True, "a finite number")
 
 
 def int_list(text: str) -> tuple[int, ...]:
@@ -179,13 +149,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--activation",
-        choices=tuple(ACTIVATIONS),
+        choices=activation_names(),
         default="relu",
         help="hidden-layer activation (default: relu)",
     )
     g.add_argument(
         "--code-activation",
-        choices=tuple(ACTIVATIONS),
+        choices=activation_names(),
         default=None,
         help="activation of the code layer before sparsity (default: sigmoid for kl, "
         "linear for topk, else the hidden activation)",
@@ -494,7 +464,7 @@ def add_code_activation_option(parser: argparse.ArgumentParser | Any) -> None:
     (detect); same choices and spelling as train's."""
     parser.add_argument(
         "--code-activation",
-        choices=tuple(ACTIVATIONS),
+        choices=activation_names(),
         default=None,
         help="activation of the code layer before sparsity (default: sigmoid for kl, "
         "linear for topk, else relu)",

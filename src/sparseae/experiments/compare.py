@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 
 from sparseae.atomic import atomic_write_text
 from sparseae.errors import ConfigError
+from sparseae.experiments.settings import METHODS, CompareSettings
 from sparseae.models.autoencoder.model import Autoencoder
 from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig
 from sparseae.report import figures as viz
@@ -38,8 +38,6 @@ from sparseae.training.config import TrainConfig
 from sparseae.training.evaluate import evaluate, map_batches
 from sparseae.training.trainer import Trainer
 
-METHODS = ("plain", "l2", "kl", "arora", "topk")
-
 LABELS = {
     "plain": "plain autoencoder",
     "l2": "autoencoder + L2 weight decay",
@@ -47,43 +45,6 @@ LABELS = {
     "arora": "neural sparse coding (Arora et al. 2015)",
     "topk": "k-sparse autoencoder (Makhzani & Frey)",
 }
-
-
-@dataclass
-class CompareSettings:
-    """Shared budget and per-method knobs; defaults give a readable report on digits in
-    about a minute on two CPU cores."""
-
-    methods: Sequence[str] = METHODS
-    hidden: int = 100
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    rho: float = 0.05
-    kl_weight: float = 0.03
-    k: int = 10
-    alpha: float = 1.0
-    arora_lr: float = 0.05
-    seed: int = 0
-    n_atoms: int = 64
-    snapshots: int = 4
-
-    def __post_init__(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise ConfigError(
-                f"unknown method {', '.join(unknown)}: choose from {', '.join(METHODS)}"
-            )
-        if not self.methods:
-            raise ConfigError(f"no method chosen: choose from {', '.join(METHODS)}")
-        if "topk" in self.methods and self.k > self.hidden:
-            raise ConfigError(
-                f"topk keeps k={self.k} of {self.hidden} hidden units: raise --n-latents to at "
-                f"least {self.k} or lower --k"
-            )
-        if "arora" in self.methods and self.k > self.hidden:
-            raise ConfigError(f"k={self.k} exceeds --n-latents {self.hidden}")
 
 
 @dataclass

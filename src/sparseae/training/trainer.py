@@ -14,6 +14,7 @@ one. It imports no model and never asks which sparsity a model uses.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -85,6 +86,7 @@ class Trainer:
         self.guard = DivergenceGuard(self.config.diverge_factor)
         self._probe: Tensor | None = None  # training rows the collapse check encodes
         self._fingerprint: dict[str, Any] = {}
+        self._bar: Any = None
 
     # -- public API ---------------------------------------------------------------------------
     def fit(
@@ -114,6 +116,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_train_end(self)
         finally:
+            self._close_progress()
             if folder is not None:
                 folder.close()
         self.model.eval()
@@ -206,7 +209,7 @@ class Trainer:
             self._sums = EpochSums(self.device.type == "cpu" and self.world_size == 1, self.device)
         sums = self._sums
         steps = source.steps_per_epoch
-        bar = self._bar(steps, epoch)
+        bar = self._progress(steps)
         t0 = time.perf_counter()
         check_every = 50  # steps between NaN checks when reading the sums costs a sync
         for step, xb in zip(range(self.step_in_epoch, steps), batches, strict=True):
@@ -221,14 +224,12 @@ class Trainer:
                     self._diverged(snapshot, epoch, step, problem)
             if bar is not None:
                 bar.update(1)
-                if step % 100 == 0:
+                if step % 20 == 0:
                     bar.set_postfix(loss=f"{sums.loss_total() / sums.steps:.4f}", refresh=False)
             if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
                 if self.step_in_epoch < steps:
                     self._save_checkpoint(partial=True)
         seconds = time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
         self._end_epoch(snapshot, sums, seconds, xv)
 
     def _train_step(self, xb: Tensor, total_steps: int) -> Any:
@@ -293,24 +294,39 @@ class Trainer:
             self._save_checkpoint(partial=False)
 
     # -- internals ----------------------------------------------------------------------------
-    def _bar(self, total: int, epoch: int) -> Any:
+    def _progress(self, steps: int) -> Any:
+        """One bar for the whole run (it advances every step and stays on screen, with a
+        summary line at the end: `_close_progress`), or None when progress is off: by
+        default on when stderr is a terminal, on rank 0 only."""
         show = self.progress
         if show is None:
-            import sys
-
             show = sys.stderr.isatty()
-        if not show:
+        if not show or self.rank != 0:
             return None
-        from tqdm.auto import tqdm
+        if self._bar is None:
+            from tqdm.auto import tqdm
 
-        return tqdm(
-            total=total,
-            initial=self.step_in_epoch,
-            desc=f"epoch {epoch + 1}/{self.config.epochs}",
-            unit="step",
-            leave=False,
-            mininterval=0.5,
-        )
+            self._bar = tqdm(
+                total=steps * self.config.epochs,
+                initial=self.global_step,
+                desc="training",
+                unit="step",
+                mininterval=0.2,
+            )
+        self._bar.set_description(f"epoch {self.epoch + 1}/{self.config.epochs}", refresh=False)
+        return self._bar
+
+    def _close_progress(self) -> None:
+        bar = self._bar
+        if bar is None:
+            return
+        self._bar = None
+        bar.close()
+        last = self.history.last
+        parts = [f"trained {self.epoch} epochs ({self.global_step} steps) in "
+                 f"{self.train_seconds:.1f}s"]  # fmt: skip
+        parts += [f"{k} {last[k]:.4g}" for k in ("loss", "val_recon", "val_l0") if k in last]
+        print(", ".join(parts), file=sys.stderr, flush=True)
 
     def _diverged(self, snapshot: dict[str, Tensor], epoch: int, step: int, what: str) -> None:
         self.model.load_state_dict(snapshot)
