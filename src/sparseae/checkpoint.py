@@ -79,7 +79,8 @@ def read_config(folder: str | Path) -> dict[str, Any]:
     path = folder / CONFIG_FILE if folder.is_dir() else folder
     if not path.is_file():
         raise CheckpointError(
-            f"{folder} has no {CONFIG_FILE}: pass the folder a sparseae run wrote (e.g. runs/kl)"
+            f"{folder} has no {CONFIG_FILE}: pass the folder a sparseae run wrote (e.g. runs/kl), "
+            "or a SAELens, sparsify or dictionary_learning SAE folder"
         )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
@@ -110,6 +111,11 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     never make the loader use much more memory than its own weights file. Non-finite
     weights are refused."""
     folder = Path(folder)
+    if folder.is_dir() and not _is_sparseae_folder(folder):
+        from sparseae.interop import detect_format, load_foreign
+
+        if detect_format(folder) is not None:  # a SAELens / sparsify / dictionary_learning SAE
+            return load_foreign(folder, str(device))
     config = read_config(folder)
     build, source = _builder(config, folder)
     weights = folder / WEIGHTS_FILE
@@ -133,6 +139,14 @@ def load(folder: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     model.to(device)
     model.eval()
     return model
+
+
+def _is_sparseae_folder(folder: Path) -> bool:
+    try:
+        config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT
 
 
 def _builder(config: dict[str, Any], folder: Path) -> tuple[Any, str]:

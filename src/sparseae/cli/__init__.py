@@ -15,7 +15,16 @@ from collections.abc import Sequence
 from sparseae.errors import SparseAEError
 
 #: sub-command modules, in the order ``sparseae --help`` lists them
-COMMANDS = ("train", "compare", "ae-vs-sae", "encode", "detect", "denoise", "train-sae")
+COMMANDS = (
+    "train",
+    "compare",
+    "ae-vs-sae",
+    "encode",
+    "detect",
+    "denoise",
+    "export",
+    "train-sae",
+)
 
 EXIT_USAGE = 2
 

@@ -1,0 +1,122 @@
+"""SAELens folders: ``cfg.json`` + ``sae_weights.safetensors`` (``W_enc (d_in, d_sae)``,
+``b_enc``, ``W_dec (d_sae, d_in)``, ``b_dec``; JumpReLU adds ``threshold``).
+
+Mapped: architectures ``standard`` (ReLU; its L1 was a training term), ``topk`` and
+``jumprelu``; ``apply_b_dec_to_input=False`` is folded into the encoder bias; the norm-scaling
+mode ``expected_average_only_in`` needs no work at inference (SAELens folds its factor
+into the weights when saving). Refused with the reason: gated SAEs and transcoders (two
+encoder paths / another target), per-sample normalisations (``constant_norm_rescale``,
+``layer_norm``, whitening), ``hook_z`` reshaping, and decoder-norm rescaling of
+activations with decoder rows that are not unit norm."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparseae.atomic import atomic_save_tensors, atomic_write_text, load_tensors
+from sparseae.errors import CheckpointError
+from sparseae.interop.common import build_sae, exportable, log_threshold, read_json
+
+CONFIG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
+ARCHITECTURES = {"standard": "none", "topk": "topk", "jumprelu": "jumprelu"}
+
+
+def is_folder(folder: Path) -> bool:
+    return (folder / CONFIG).is_file() and (folder / WEIGHTS).is_file()
+
+
+def load(folder: Path) -> Any:
+    cfg = read_json(folder / CONFIG)
+    _refuse_unsupported(cfg, folder)
+    t = load_tensors(folder / WEIGHTS)
+    try:
+        w_enc, b_enc, w_dec, b_dec = t["W_enc"], t["b_enc"], t["W_dec"], t["b_dec"]
+    except KeyError as exc:
+        raise CheckpointError(f"{folder / WEIGHTS} has no tensor {exc}") from None
+    if cfg.get("rescale_acts_by_decoder_norm"):
+        norms = w_dec.norm(dim=1)
+        if not torch.allclose(norms, torch.ones_like(norms), atol=1e-4):
+            raise CheckpointError(
+                f"{folder / CONFIG}: rescale_acts_by_decoder_norm with decoder rows of norm "
+                f"{float(norms.min()):.3g}-{float(norms.max()):.3g} is not representable: fold "
+                "the decoder norm in SAELens first (fold_W_dec_norm) and save again"
+            )
+    if cfg.get("apply_b_dec_to_input", True) is False:
+        b_enc = b_enc + b_dec @ w_enc  # sparseae always subtracts b_dec before encoding
+    arch = cfg.get("architecture", "standard")
+    sparsity = ARCHITECTURES[arch]
+    params = {"k": int(cfg["k"])} if arch == "topk" else {}
+    sae = build_sae(sparsity, params, w_enc, b_enc, w_dec, b_dec, folder)
+    if arch == "jumprelu":
+        if "threshold" not in t:
+            raise CheckpointError(f"{folder / WEIGHTS}: a jumprelu SAE needs its 'threshold'")
+        with torch.no_grad():
+            sae.sparsity.log_threshold.copy_(log_threshold(t["threshold"]))
+    return sae
+
+
+def _refuse_unsupported(cfg: dict[str, Any], folder: Path) -> None:
+    arch = cfg.get("architecture", "standard")
+    if arch not in ARCHITECTURES:
+        raise CheckpointError(
+            f"{folder / CONFIG}: SAELens architecture {arch!r} is not representable by the "
+            "one-layer dictionary SAE (mapped: standard, topk, jumprelu)"
+        )
+    norm = cfg.get("normalize_activations", "none")
+    if norm not in ("none", "expected_average_only_in"):
+        raise CheckpointError(
+            f"{folder / CONFIG}: normalize_activations={norm!r} rescales each input by its own "
+            "statistics, which a per-feature input transform cannot express"
+        )
+    if cfg.get("reshape_activations", "none") != "none":
+        raise CheckpointError(f"{folder / CONFIG}: hook_z reshaping is not supported")
+
+
+def save(model: Any, folder: Path) -> Path:
+    sparsity, params = exportable(model, "SAELens")
+    tensors = {
+        "W_enc": model.W_enc.detach(),
+        "b_enc": model.b_enc.detach(),
+        "W_dec": model.W_dec.detach(),
+        "b_dec": model.b_dec.detach(),
+    }
+    cfg: dict[str, Any] = {
+        "d_in": model.d_in,
+        "d_sae": model.n_latents,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": {"model_name": "sparseae"},
+    }
+    if sparsity in ("none", "l1"):
+        cfg["architecture"] = "standard"
+    elif sparsity == "topk":
+        if not params["relu"]:
+            raise CheckpointError("SAELens' TopK applies ReLU: export a topk SAE with relu=True")
+        cfg.update(architecture="topk", k=model.sparsity.inference_k)
+        cfg["rescale_acts_by_decoder_norm"] = False
+    elif sparsity in ("jumprelu", "batchtopk"):
+        cfg["architecture"] = "jumprelu"
+        tensors["threshold"] = _thresholds(model)
+    else:
+        raise CheckpointError(f"SAELens has no {sparsity!r} SAE at inference")
+    atomic_save_tensors(folder / WEIGHTS, tensors)
+    atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2))
+    return folder
+
+
+def _thresholds(model: Any) -> torch.Tensor:
+    """Per-latent thresholds: JumpReLU's own, or BatchTopK's single inference threshold."""
+    s = model.sparsity
+    if s.name == "jumprelu":
+        return s.theta.detach()
+    theta = float(s.threshold)
+    if theta < 0:
+        raise CheckpointError("this BatchTopK SAE has no inference threshold yet: train it first")
+    return torch.full((model.n_latents,), theta)
