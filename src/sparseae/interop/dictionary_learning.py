@@ -95,9 +95,14 @@ def save(model: Any, folder: Path) -> Path:
         cls = "AutoEncoderTopK" if sparsity == "topk" else "BatchTopKSAE"
         k = model.sparsity.inference_k if sparsity == "topk" else model.sparsity.k
         threshold = -1.0 if sparsity == "topk" else float(model.sparsity.threshold)
-        state = {"encoder.weight": enc, "encoder.bias": model.b_enc.detach(),
-                 "decoder.weight": dec, "b_dec": model.b_dec.detach(),
-                 "k": torch.tensor(k, dtype=torch.int), "threshold": torch.tensor(threshold)}  # fmt: skip
+        state = {
+            "encoder.weight": enc,
+            "encoder.bias": model.b_enc.detach(),
+            "decoder.weight": dec,
+            "b_dec": model.b_dec.detach(),
+            "k": torch.tensor(k, dtype=torch.int),
+            "threshold": torch.tensor(threshold),
+        }
     else:
         raise CheckpointError(f"export of a {sparsity!r} SAE to dictionary_learning is not mapped")
     trainer = {"dict_class": cls, "activation_dim": model.d_in, "dict_size": model.n_latents}
