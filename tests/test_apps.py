@@ -118,7 +118,12 @@ def test_detect_cli_scores_and_flags(tmp_path, capsys):
     auroc = float(stdout.split("AUROC (anomaly = not class 0): ")[1].split()[0])
     assert auroc > 0.8
     rows = list(csv.DictReader(out.open()))
-    assert len(rows) == 359 and set(rows[0]) == {"index", "score", "is_anomaly", "label"}
+    assert len(rows) == 359 and set(rows[0]) == {"row", "split", "score", "is_anomaly", "label"}
+    # digits' held-out test split, keyed by the row of scikit-learn's digits array
+    test = sparseae.load_dataset("digits").test
+    assert [int(r["row"]) for r in rows] == test.rows.tolist()
+    assert [int(r["label"]) for r in rows] == test.y.tolist()
+    assert {r["split"] for r in rows} == {"test"}
     code, _, err = run_cli(
         capsys, "detect", "--dataset", "digits", "--normal-class", "12", "--out", str(out)
     )

@@ -526,3 +526,86 @@ def test_bad_options() -> None:
         load_dataset("digits", val_size=1.5)
     with pytest.raises(ConfigError):
         load_dataset("digits", val_size=1000, test_size=900)
+
+
+# --------------------------------------------------------- row numbers and label-column detection
+
+
+def _labelled_csv(path: Path, header: str, n: int = 60) -> np.ndarray:
+    """A CSV whose first column is 10*row, so each loaded row names the file row it came from."""
+    rows = [f"{10 * i},{i % 3},{(i * 7) % 5}" for i in range(n)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return np.arange(n) * 10.0
+
+
+def test_csv_splits_keep_file_rows_and_select_all_is_file_order(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    first = _labelled_csv(p, "a,label,b")
+    d = load_dataset(p, label_column="label", scale="none", seed=4)
+    for split in (d.train, d.val, d.test):
+        np.testing.assert_array_equal(split.x[:, 0], first[split.rows])  # rows = file rows
+        np.testing.assert_array_equal(split.y, split.rows % 3)
+    assert not np.array_equal(d.train.rows, np.arange(len(d.train)))  # the split is shuffled
+    every, names = d.select("all")
+    np.testing.assert_array_equal(every.rows, np.arange(60))
+    np.testing.assert_array_equal(every.x[:, 0], first)  # output row i is file row i
+    np.testing.assert_array_equal(every.y, np.arange(60) % 3)
+    assert set(names) == {"train", "val", "test"} and names[d.test.rows[0]] == "test"
+    test, test_names = d.select("test")
+    assert test is d.test and set(test_names) == {"test"}
+    with pytest.raises(ConfigError, match="choose one of train, val, test, all"):
+        d.select("everything")
+    # scaled "all" rows equal the splits' scaled rows (fitted on train, applied to all)
+    scaled = load_dataset(p, label_column="label", seed=4)
+    np.testing.assert_allclose(scaled.select("all")[0].x[scaled.test.rows], scaled.test.x)
+
+
+def test_own_test_files_number_their_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_idx_set(tmp_path / "env" / "mnist", n_train=20, n_test=6)
+    monkeypatch.setenv("SPARSEAE_DATA", str(tmp_path / "env"))
+    d = load_dataset("mnist", val_size=5, download=False)
+    assert d.own_test
+    np.testing.assert_array_equal(d.val.rows, np.arange(5))  # the first training images
+    np.testing.assert_array_equal(d.train.rows, np.arange(5, 20))
+    np.testing.assert_array_equal(d.test.rows, np.arange(6))  # t10k's own numbering
+    every, names = d.select("all")
+    np.testing.assert_array_equal(every.rows, [*range(20), *range(6)])
+    assert names.tolist() == ["val"] * 5 + ["train"] * 15 + ["test"] * 6
+    np.testing.assert_array_equal(every.y, [*(np.arange(20) % 10), *(np.arange(6) % 10)])
+    limited = load_dataset("mnist", val_size=5, limit=3, download=False)
+    np.testing.assert_array_equal(limited.train.rows, [5, 6, 7])
+    p = tmp_path / "own.npz"
+    np.savez(p, x_train=np.arange(40.0).reshape(20, 2), x_test=np.arange(8.0).reshape(4, 2))
+    n = load_dataset(p, scale="none", val_size=4)
+    every, names = n.select("all")
+    np.testing.assert_array_equal(every.rows, [*range(20), *range(4)])
+    np.testing.assert_array_equal(every.x[:20, 0], np.arange(0.0, 40.0, 2.0))
+
+
+def test_label_column_auto_by_header_name(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    _labelled_csv(p, "a,Label,b")
+    d = load_dataset(p, label_column="auto")
+    assert d.d_in == 2 and d.n_classes == 3 and d.label_column == "Label"
+    plain = load_dataset(p)  # the library default is still "no labels"
+    assert plain.d_in == 3 and plain.train.y is None and plain.label_column is None
+    for header in ("a,target,b", "a,class,b", "a,y,b"):
+        _labelled_csv(p, header)
+        assert load_dataset(p, label_column="auto").d_in == 2, header
+    _labelled_csv(p, "a,b,c")
+    assert load_dataset(p, label_column="auto").train.y is None  # no such name: no labels
+    assert load_dataset("digits", label_column="auto").d_in == 64  # named sets: ignored
+    np.save(tmp_path / "x.npy", np.ones((10, 2)))
+    assert load_dataset(tmp_path / "x.npy", label_column="auto").d_in == 2
+
+
+def test_label_column_auto_refuses_ambiguity_and_real_valued_targets(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    _labelled_csv(p, "label,target,b")
+    with pytest.raises(ConfigError) as exc:
+        load_dataset(p, label_column="auto")
+    msg = str(exc.value)
+    assert "'label' and 'target'" in msg and "--label-column" in msg and "\n" not in msg
+    p.write_text("a,y\n" + "".join(f"{i},{i / 7:.4f}\n" for i in range(30)))
+    with pytest.raises(ConfigError, match="non-integer values; pass --label-column none"):
+        load_dataset(p, label_column="auto")

@@ -83,7 +83,7 @@ class SparseAutoencoder(
     Parameters mirror `ModelConfig` and `TrainConfig`; ``sparsity_params`` is a dict
     (e.g. ``{"k": 8}`` for topk). ``threshold`` picks the outlier threshold on the training
     reconstruction errors: ``"contamination"`` (the ``contamination`` quantile) or
-    ``"mean_std"`` (mean + ``n_std`` standard deviations, document 002's rule).
+    ``"mean_std"`` (mean + ``n_std`` standard deviations: the mean + k·std rule).
     """
 
     def __init__(
@@ -344,7 +344,7 @@ class SparseAEDetector(SparseAutoencoder):
     """The autoencoder as an anomaly detector with PyOD's conventions: ``decision_function``
     is the reconstruction error (higher = more abnormal), ``predict`` returns 1 for outliers
     and 0 for inliers using ``threshold_`` (the ``contamination`` quantile of the training
-    errors, or document 002's mean + ``n_std`` x std with ``threshold="mean_std"``)."""
+    errors, or the mean + k·std rule, mean + ``n_std`` x std, with ``threshold="mean_std"``)."""
 
     def decision_function(self, X: Any) -> np.ndarray:
         return self.reconstruction_error(X)

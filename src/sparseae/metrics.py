@@ -1,8 +1,9 @@
 """Metrics as pure functions on tensors/arrays, shared by the trainer, reports and benchmarks.
 
 "Active" means a code entry whose magnitude exceeds ``threshold`` (0 by default: exactly
-non-zero). `SparsityStats` keeps two notions of inactivity apart on purpose (document 000's
-question): ``frac_inactive`` is per input (how many latents are silent for this input,
+non-zero). `SparsityStats` keeps two notions of inactivity apart on purpose (the question
+behind Dobilas' "three times as many inactive neurons" comparison of an undercomplete and
+a sparse AE): ``frac_inactive`` is per input (how many latents are silent for this input,
 averaged), while ``dead_latents`` counts latents silent for *every* input of the set.
 """
 

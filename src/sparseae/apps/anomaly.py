@@ -22,7 +22,7 @@ def reconstruction_errors(model: Any, x: Any, batch_size: int = 4096) -> np.ndar
 def threshold_from_errors(
     errors: np.ndarray, *, contamination: float | None = None, n_std: float | None = None
 ) -> float:
-    """Document 002's mean + n_std x std rule, or the (1 - contamination) quantile."""
+    """The mean + k·std rule (here mean + n_std x std), or the (1 - contamination) quantile."""
     if (contamination is None) == (n_std is None):
         from sparseae.errors import ConfigError
 

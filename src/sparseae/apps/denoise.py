@@ -1,4 +1,5 @@
-"""Denoising with an autoencoder trained on Gaussian-corrupted inputs (document 002)."""
+"""Denoising with an autoencoder trained on Gaussian-corrupted inputs (Vincent et al.'s
+denoising autoencoder, 2008)."""
 
 from __future__ import annotations
 

@@ -16,13 +16,15 @@ def add_parser(sub: Any) -> None:
         "denoise",
         help="denoising autoencoder: PSNR of noisy vs denoised images",
         description="Train an autoencoder on inputs corrupted by Gaussian noise "
-        "(sigma, clipped to [0, 1]; document 002 uses 0.4) with the clean input "
-        "as target, or load one with --model; then denoise noisy test images, "
-        "print PSNR/MSE and write the denoised images (.npy), a figure and the "
-        "model.",
+        "(sigma, clipped to [0, 1]; 0.4 is the 'noise factor' of the usual Keras denoising "
+        "examples) with the clean input as target, or load one with --model; then denoise "
+        "noisy copies of the chosen rows, print PSNR/MSE and write the denoised rows "
+        "(denoised.npy, with denoised_rows.npy: each row's 0-based row in the source, and "
+        "denoised_splits.npy), a figure and the model.",
     )
     options.add_data_options(p)
     p.add_argument("--model", default=None, help="use this saved model instead of training")
+    options.add_split_option(p, "all for a user file with --model, else test (held out)")
     p.add_argument(
         "--sigma",
         type=options.nonnegative_float,
@@ -43,17 +45,44 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _trained_model(args: argparse.Namespace, data: Any, out: Path) -> Any:
+    """A fresh denoising autoencoder (Gaussian corruption, BCE) trained on the training split
+    and saved under out/model."""
     import torch
 
+    from sparseae.checkpoint import save
+    from sparseae.models.autoencoder.model import Autoencoder
+    from sparseae.training.trainer import fit
+
+    *inner, code = args.hidden
+    torch.manual_seed(args.seed)
+    model = Autoencoder(
+        d_in=data.d_in,
+        hidden=tuple(inner),
+        n_latents=code,
+        loss="bce",
+        corruption="gaussian",
+        corruption_params={"sigma": args.sigma},
+    )
+    fit(
+        model,
+        data.train.x,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=False if args.no_progress else None,
+    )
+    save(model, out / "model")
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
     from sparseae.apps.denoise import add_gaussian_noise, denoise
-    from sparseae.checkpoint import load, save
-    from sparseae.cli.encode import check_features
+    from sparseae.checkpoint import load
+    from sparseae.cli.encode import check_features, default_split, save_row_keys
     from sparseae.errors import DataError
     from sparseae.metrics import psnr
-    from sparseae.models.autoencoder.model import Autoencoder
     from sparseae.report import figures as viz
-    from sparseae.training.trainer import fit
 
     saved = load(args.model) if args.model else None
     data = (
@@ -63,36 +92,20 @@ def run(args: argparse.Namespace) -> int:
     if data.scale not in ("unit", "minmax") and not scaled_by_model:
         raise DataError("denoise expects data in [0, 1]: use --scale minmax")
     out = Path(args.out)
+    which = default_split(args, whole_file=saved is not None)
+    split, names = options.select_rows(data, which, explicit=args.split is not None)
     if saved is not None:
         model = saved
         check_features(model, data)
     else:
-        *inner, code = args.hidden
-        torch.manual_seed(args.seed)
-        model = Autoencoder(
-            d_in=data.d_in,
-            hidden=tuple(inner),
-            n_latents=code,
-            loss="bce",
-            corruption="gaussian",
-            corruption_params={"sigma": args.sigma},
-        )
-        fit(
-            model,
-            data.train.x,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=False if args.no_progress else None,
-        )
-        save(model, out / "model")
-    test = data.test if len(data.test) else data.val
-    noisy = add_gaussian_noise(test.x, args.sigma, seed=args.seed)
+        model = _trained_model(args, data, out)
+    noisy = add_gaussian_noise(split.x, args.sigma, seed=args.seed)
     clean = denoise(model, noisy)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "denoised.npy", clean)
+    save_row_keys(out / "denoised.npy", split, names)
     fig = viz.reconstructions(
-        test.x[:10],
+        split.x[:10],
         clean[:10],
         data.image_shape,
         f"denoising at sigma {args.sigma}",
@@ -100,12 +113,12 @@ def run(args: argparse.Namespace) -> int:
         extra=[noisy[:10]],
     )
     viz.save_png(fig, out / "denoising.png")
-    p_noisy, p_clean = psnr(test.x, noisy), psnr(test.x, clean)
-    mse_noisy = float(((noisy - test.x) ** 2).mean())
-    mse_clean = float(((clean - test.x) ** 2).mean())
+    p_noisy, p_clean = psnr(split.x, noisy), psnr(split.x, clean)
+    mse_noisy = float(((noisy - split.x) ** 2).mean())
+    mse_clean = float(((clean - split.x) ** 2).mean())
     print(
-        f"PSNR noisy {p_noisy:.2f} dB -> denoised {p_clean:.2f} dB; "
-        f"MSE {mse_noisy:.4f} -> {mse_clean:.4f}"
+        f"PSNR noisy {p_noisy:.2f} dB -> denoised {p_clean:.2f} dB on {len(split)} {which} "
+        f"rows; MSE {mse_noisy:.4f} -> {mse_clean:.4f}"
     )
-    print(f"wrote {out}/denoised.npy, {out}/denoising.png")
+    print(f"wrote {out}/denoised.npy (+ _rows, _splits), {out}/denoising.png")
     return 0

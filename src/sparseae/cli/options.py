@@ -71,9 +71,16 @@ def add_data_options(parser: argparse.ArgumentParser, default: str = "digits") -
         type=nonnegative_int,
         default=None,
         help="validation rows taken from the start of the training set (mnist-like default "
-        "5000, as document 003)",
+        "5000, the split of Géron's Keras autoencoder examples)",
     )
-    g.add_argument("--label-column", default=None, help="CSV column (name or index) holding labels")
+    g.add_argument(
+        "--label-column",
+        default="auto",
+        metavar="NAME|INDEX|none",
+        help="CSV column (header name or 0-based index) holding labels; none: no labels, every "
+        "column a feature (default: auto: a column headed label, labels, target, targets, "
+        "class or y, any case, with a notice on stderr; two such columns are refused)",
+    )
     g.add_argument(
         "--scale",
         choices=("unit", "minmax", "standard", "none"),
@@ -90,9 +97,11 @@ def load_data(args: argparse.Namespace) -> Any:
     from sparseae.data import load_dataset
 
     label: Any = args.label_column
-    if isinstance(label, str) and label.isdigit():
+    if isinstance(label, str) and label.lstrip("-").isdigit():
         label = int(label)
-    return load_dataset(
+    elif isinstance(label, str) and label.lower() == "none":
+        label = None
+    data = load_dataset(
         args.dataset,
         data_dir=args.data_dir,
         download=not args.no_download,
@@ -102,6 +111,15 @@ def load_data(args: argparse.Namespace) -> Any:
         label_column=label,
         seed=getattr(args, "seed", 0),
     )
+    if label == "auto" and data.label_column is not None:
+        import sys
+
+        print(
+            f"using column {data.label_column!r} as labels; pass --label-column none to keep "
+            "it as a feature",
+            file=sys.stderr,
+        )
+    return data
 
 
 def load_data_for_model(args: argparse.Namespace, model: Any) -> Any:
@@ -115,6 +133,48 @@ def load_data_for_model(args: argparse.Namespace, model: Any) -> Any:
     return load_data(args)
 
 
+def is_user_file(dataset: str) -> bool:
+    """Whether --dataset names the user's own file (or folder) rather than a named set: the
+    commands default to every row in file order only for the user's own files."""
+    from sparseae.data.named import NAMED_DATASETS, normalize_name
+
+    return normalize_name(str(dataset)) not in NAMED_DATASETS
+
+
+def add_split_option(parser: argparse.ArgumentParser, default_text: str) -> None:
+    """``--split``: one spelling for the commands that process one part of a dataset."""
+    from sparseae.data.core import SPLIT_CHOICES
+
+    parser.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        default=None,
+        help="rows to process: a split, or all (every row in file order); results are keyed "
+        "by the source's 0-based row numbers (a user file's data rows, header excluded; for "
+        "mnist-like sets and .npz files with x_test, train/val rows number the training file "
+        f"and test rows the test file) (default: {default_text})",
+    )
+
+
+def select_rows(data: Any, which: str, explicit: bool) -> tuple[Any, Any]:
+    """(Split, split name of each row) for --split; an empty chosen split is an error with
+    the fix, except that the default test split falls back to val (a file split 90/10)."""
+    from sparseae.data.core import Dataset
+    from sparseae.errors import DataError
+
+    if not isinstance(data, Dataset):
+        raise DataError(
+            f"{data.name}: a shard folder is streamed for training only; pass the .npy, .npz "
+            "or .csv file (or a dataset name) to this command"
+        )
+    split, names = data.select(which)
+    if len(split) == 0 and which == "test" and not explicit and len(data.val):
+        split, names = data.select("val")
+    if len(split) == 0:
+        raise DataError(f"the {which} split of {data.name} is empty: pass --split all or another")
+    return split, names
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument("--backbone", choices=backbone_names(), default="mlp", help="default: mlp")
@@ -124,8 +184,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="encoder layer sizes, the last one being the code (latent) layer; the decoder "
         "mirrors them. 100,300 = 784-100-300-100-784 (default: 64,16). lstm: LSTM sizes "
-        "(100,30 = document 003). conv: omit for the flattened last feature map as the code, "
-        "or one size N for a linear bottleneck to N latents",
+        "(100,30 = Géron's recurrent autoencoder). conv: omit for the flattened last feature "
+        "map as the code, or one size N for a linear bottleneck to N latents",
     )
     g.add_argument(
         "--n-latents",

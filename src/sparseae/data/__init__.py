@@ -31,7 +31,8 @@ __all__ = [
 def _check_label_column(label_column: str | int | None, key: str) -> None:
     """Reject a `label_column` for a named set (only CSVs have columns) before anything is
     read or downloaded."""
-    if label_column is not None and key in NAMED_DATASETS:  # "digits" is one of them
+    auto = label_column == "auto"  # "auto" means "a CSV column named label, if any"
+    if label_column is not None and not auto and key in NAMED_DATASETS:  # digits is one
         raise ConfigError(f"label_column applies to .csv files only, not to {key}")
 
 
@@ -72,10 +73,10 @@ def load_dataset(
     to `.npy`, `.npz` or `.csv` (split randomly with `seed`, default 10% val / 10% test,
     stratified when labelled; scaled "minmax" by default, fitted on train).
 
-    `val_size`/`test_size`: a row count or a fraction of all rows. `scale`: "unit" (named
-    sets only), "minmax", "standard" or "none"; statistics always come from the training
-    split. `limit` keeps the first N rows of each split, for quick tests.
-    Raises `DataError` (bad or missing data) or `ConfigError` (bad options).
+    `val_size`/`test_size`: rows or a fraction. `scale`: "unit" (named sets), "minmax",
+    "standard" or "none", fitted on train. `limit`: the first N rows of each split.
+    `label_column` (CSV): name, index, None, or "auto" (a column headed label/target/class/y).
+    Splits keep source `rows`. Raises `DataError` (bad data) or `ConfigError` (bad options).
     """
     check_limit(limit)
     if scale is not None and scale not in SCALES:

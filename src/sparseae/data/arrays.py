@@ -28,6 +28,10 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv")
 _X_KEYS = ("x", "X", "data")
 _Y_KEYS = ("y", "Y", "labels", "targets")
 
+#: `label_column="auto"`: take the CSV column whose header is one of these names (any case)
+AUTO_LABEL = "auto"
+LABEL_HEADERS: tuple[str, ...] = ("label", "labels", "target", "targets", "class", "y")
+
 
 def _as_labels(values: np.ndarray, source: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
     """Labels as int64 class indices (+ class names when they were strings).
@@ -191,11 +195,29 @@ def _check_csv_widths(path: Path, rows: list[list[str]], lines: list[int], width
             )
 
 
+def _auto_label_column(path: Path, header: list[str] | None) -> str | None:
+    """The header cell that names a label column (`LABEL_HEADERS`, any case), or None.
+
+    Without this a column called "label" silently became one more feature. Two such columns
+    are ambiguous (which one holds the classes?), so they are refused with the fix.
+    """
+    hits = [h for h in header or [] if h.lower() in LABEL_HEADERS]
+    if len(hits) > 1:
+        names = " and ".join(repr(h) for h in hits)
+        raise ConfigError(
+            f"{path}: columns {names} both look like labels; pass --label-column with the "
+            "one holding them (label_column= in Python), or none to keep them as features"
+        )
+    return hits[0] if hits else None
+
+
 def _csv_label_index(
     path: Path, label_column: str | int | None, header: list[str] | None, width: int
 ) -> int | None:
     """The 0-based label column from a header name or a (possibly negative) index, checked
     against the file so a typo is a ConfigError naming the columns, not an IndexError."""
+    if label_column == AUTO_LABEL:
+        label_column = _auto_label_column(path, header)
     if label_column is None:
         return None
     if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
@@ -261,8 +283,22 @@ def _csv_labels(labels_raw: np.ndarray | None) -> np.ndarray | None:
     return labels_raw
 
 
+def _check_auto_labels(path: Path, name: str, labels: np.ndarray) -> None:
+    """A column picked by its name only must hold classes: a 'target' of real values (a
+    regression target) is refused with both ways out, rather than failing as 'not ints'."""
+    if labels.dtype.kind != "f":
+        return
+    if np.isfinite(labels).all() and np.array_equal(labels, np.round(labels)):
+        return
+    raise ConfigError(
+        f"{path}: column {name!r} was taken as labels by its name but holds non-integer "
+        "values; pass --label-column none to keep it as a feature, or store class indices"
+    )
+
+
 def _read_csv(path: Path, label_column: str | int | None):  # noqa: ANN202
-    """Numeric CSV with an optional header; `label_column` (name or index) goes to y.
+    """Numeric CSV with an optional header; `label_column` (name, index, or "auto": a column
+    named as in `LABEL_HEADERS`) goes to y. Returns (x, y, None, None, label column name).
 
     Each step (reading, header, widths, label column, parsing, finiteness) is a helper that
     reports the file's own line and column on failure.
@@ -285,7 +321,13 @@ def _read_csv(path: Path, label_column: str | int | None):  # noqa: ANN202
     if x.shape[1] == 0:
         raise DataError(f"{path}: no feature columns left after removing the label column")
     _check_csv_finite(path, x, table, lines, col_ids)
-    return x, _csv_labels(labels_raw), None, None
+    labels = _csv_labels(labels_raw)
+    label_name = None
+    if label_idx is not None:
+        label_name = header[label_idx] if header is not None else f"column {label_idx}"
+        if label_column == AUTO_LABEL and labels is not None:
+            _check_auto_labels(path, label_name, labels)
+    return x, labels, None, None, label_name
 
 
 def _check_file_options(path: Path, label_column: str | int | None, scale: str | None) -> str:
@@ -299,7 +341,7 @@ def _check_file_options(path: Path, label_column: str | int | None, scale: str |
         )
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes); it holds no data")
-    if label_column is not None and suffix != ".csv":
+    if label_column not in (None, AUTO_LABEL) and suffix != ".csv":
         raise ConfigError(
             f"{path}: label_column applies to .csv files only; store labels as y in a .npz"
         )
@@ -313,12 +355,12 @@ def _check_file_options(path: Path, label_column: str | int | None, scale: str |
 
 
 def _read_raw(path: Path, label_column: str | int | None):  # noqa: ANN202
-    """(x, y, x_test, y_test) raw arrays from the reader for the file's suffix."""
+    """(x, y, x_test, y_test, label column name) from the reader for the file's suffix."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _read_npy(path)
+        return (*_read_npy(path), None)
     if suffix == ".npz":
-        return _read_npz(path)
+        return (*_read_npz(path), None)
     return _read_csv(path, label_column)
 
 
@@ -351,9 +393,9 @@ def _own_test_parts(
     n_val: int,
     seed: int,
     src: str,
-) -> tuple[list[tuple[np.ndarray, np.ndarray | None]], tuple[int, int] | None]:
-    """(train, val, test) parts and the test images' shape when the file defines its own test
-    split (x_test): only val is carved out of train."""
+) -> tuple[list[tuple[np.ndarray, np.ndarray | None, np.ndarray]], tuple[int, int] | None]:
+    """(train, val, test) parts as (x, y, source rows) and the test images' shape when the
+    file defines its own test split (x_test): only val is carved out of train."""
     xt_raw, yt_raw = raw_test
     x_te, te_shape = _as_features(np.asarray(xt_raw), f"{src} (x_test)")
     if x_te.shape[1] != x.shape[1]:
@@ -366,9 +408,9 @@ def _own_test_parts(
         y = y_te = None  # labels for one side only are not usable for evaluation
     tr, va, _ = split_indices(len(x), n_val, 0, y, seed, src)
     parts = [
-        (x[tr], y[tr] if y is not None else None),
-        (x[va], y[va] if y is not None else None),
-        (x_te, y_te),
+        (x[tr], y[tr] if y is not None else None, tr),
+        (x[va], y[va] if y is not None else None, va),
+        (x_te, y_te, np.arange(len(x_te), dtype=np.int64)),
     ]
     return parts, te_shape
 
@@ -386,7 +428,7 @@ def load_array_file(
     """Load a user file and split it (seeded, stratified when labelled) and scale it
     (default "minmax", fitted on the training split, so BCE-style losses work)."""
     scale = _check_file_options(path, label_column, scale)
-    x_raw, y_raw, xt_raw, yt_raw = _read_raw(path, label_column)
+    x_raw, y_raw, xt_raw, yt_raw, label_name = _read_raw(path, label_column)
 
     src = str(path)
     x, image_shape = _as_features(np.asarray(x_raw), src)
@@ -407,9 +449,11 @@ def load_array_file(
     else:
         n_test = resolve_count(test_size, n, 0.1, "test_size")
         tr, va, te = split_indices(n, n_val, n_test, y, seed, src)
-        parts = [(x[i], y[i] if y is not None else None) for i in (tr, va, te)]
+        parts = [(x[i], y[i] if y is not None else None, i) for i in (tr, va, te)]
     train, others, fitted = apply_scale(parts[0][0], [p[0] for p in parts[1:]], scale)
-    splits = [make_split(a, p[1], limit) for a, p in zip([train, *others], parts, strict=True)]
+    splits = [
+        make_split(a, p[1], limit, rows=p[2]) for a, p in zip([train, *others], parts, strict=True)
+    ]
     return Dataset(
         name=path.stem,
         train=splits[0],
@@ -419,4 +463,6 @@ def load_array_file(
         class_names=class_names,
         scale=scale,
         transform=fitted,
+        own_test=xt_raw is not None,
+        label_column=label_name,
     )

@@ -18,12 +18,22 @@ from sparseae.errors import ConfigError, DataError
 SCALES: tuple[str, ...] = ("unit", "minmax", "standard", "none")
 
 
+#: the names `Dataset.select` takes: the three splits, and "all" (every row, in file order)
+SPLIT_CHOICES: tuple[str, ...] = ("train", "val", "test", "all")
+
+
 @dataclass(frozen=True)
 class Split:
-    """One split: `x` float32 (n, d) flat (images flattened row-major), `y` int64 (n,) or None."""
+    """One split: `x` float32 (n, d) flat (images flattened row-major), `y` int64 (n,) or None.
+
+    `rows` (int64 (n,) or None) are the 0-based positions of these rows in their source (the
+    row of a user file, the image of an IDX file), so results can be keyed by the user's own
+    row numbers rather than by a position in a shuffled split. None: positions 0..n-1.
+    """
 
     x: np.ndarray
     y: np.ndarray | None = None
+    rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Catch a mismatched pair where it is made, not as an index error deep in training.
@@ -34,9 +44,18 @@ class Split:
                 f"Split.y has shape {self.y.shape} but x has {self.x.shape[0]} rows; "
                 "images and labels must have the same length"
             )
+        if self.rows is not None and self.rows.shape != (self.x.shape[0],):
+            raise DataError(
+                f"Split.rows has shape {self.rows.shape} but x has {self.x.shape[0]} rows; "
+                "give one source row number per row"
+            )
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    def row_numbers(self) -> np.ndarray:
+        """`rows`, or 0..n-1 for a split made without them."""
+        return self.rows if self.rows is not None else np.arange(len(self), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -44,7 +63,10 @@ class Dataset:
     """A train/val/test triple plus what is needed to show and interpret it.
 
     `val`/`test` may be empty Splits (0 rows, same d). `scale` records how `x` was scaled
-    ("unit", "minmax", "standard" or "none") so reports and plots can say so.
+    ("unit", "minmax", "standard" or "none") so reports and plots can say so. `own_test`:
+    the test rows come from a file (or array) of their own (t10k, an .npz's x_test), so their
+    `rows` number that file, and train/val rows number the training file.
+    `label_column`: the CSV column the labels were read from (None: no CSV column).
     """
 
     name: str
@@ -57,6 +79,8 @@ class Dataset:
     #: the fitted scaling as (shift, scale, clip or None) for `InputTransform.set`: what a
     #: model trained on this data must apply to raw inputs (None: nothing was fitted)
     transform: tuple[Any, Any, Any] | None = None
+    own_test: bool = False
+    label_column: str | None = None
 
     @property
     def d_in(self) -> int:
@@ -72,6 +96,31 @@ class Dataset:
         if not ys:
             return None
         return int(max(int(y.max()) for y in ys)) + 1
+
+    def select(self, which: str) -> tuple[Split, np.ndarray]:
+        """(rows, the split name of each row) for "train", "val", "test" or "all".
+
+        "all" is every row in source order: sorted by row number (the training file's rows,
+        then the test file's when `own_test`), so output row i is the file's row i when the
+        file was split by `split_indices` and no `limit` cut the splits.
+        """
+        if which not in SPLIT_CHOICES:
+            raise ConfigError(f"unknown split {which!r}; choose one of {', '.join(SPLIT_CHOICES)}")
+        if which != "all":
+            split = getattr(self, which)
+            return split, np.full(len(split), which, dtype="<U5")
+        parts = [("train", self.train), ("val", self.val), ("test", self.test)]
+        rows = np.concatenate([s.row_numbers() for _, s in parts])
+        names = np.concatenate([np.full(len(s), n, dtype="<U5") for n, s in parts])
+        later_file = (names == "test") if self.own_test else np.zeros(len(rows), dtype=bool)
+        order = np.lexsort((rows, later_file))
+        x = np.concatenate([s.x for _, s in parts])[order]
+        # labels only when every non-empty split has them (else they cannot line up)
+        filled = [s for _, s in parts if len(s)]
+        y = None
+        if filled and all(s.y is not None for s in filled):
+            y = np.concatenate([s.y for s in filled if s.y is not None])[order]
+        return Split(np.ascontiguousarray(x), y, rows[order]), names[order]
 
 
 def resolve_count(size: int | float | None, n: int, default: int | float, what: str) -> int:
@@ -190,17 +239,22 @@ def apply_scale(
     raise ConfigError(f"unknown scale {mode!r}; choose one of {', '.join(SCALES)}")
 
 
-def make_split(x: np.ndarray, y: np.ndarray | None, limit: int | None) -> Split:
+def make_split(
+    x: np.ndarray, y: np.ndarray | None, limit: int | None, rows: np.ndarray | None = None
+) -> Split:
     """A `Split` of the first `limit` rows as C-contiguous float32 / int64 arrays (x must be
-    freshly computed by the caller: it is used as is when already float32)."""
+    freshly computed by the caller: it is used as is when already float32); `rows` are the
+    rows' positions in their source, cut with them."""
     if limit is not None and limit < len(x):
         # Copy the kept rows so the full-size array they came from can be freed.
         x = x[:limit].copy()
         y = y[:limit] if y is not None else None
+        rows = rows[:limit] if rows is not None else None
     # Callers pass freshly computed arrays, so no defensive copy when already float32/C-order.
     xs = np.ascontiguousarray(x, dtype=np.float32)
     ys = np.array(y, dtype=np.int64, copy=True) if y is not None else None
-    return Split(xs, ys)
+    rs = np.array(rows, dtype=np.int64, copy=True) if rows is not None else None
+    return Split(xs, ys, rs)
 
 
 def check_limit(limit: int | None) -> None:

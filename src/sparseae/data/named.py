@@ -1,8 +1,10 @@
 """The named datasets: scikit-learn's bundled `digits` and the MNIST-like IDX sets.
 
-MNIST-like sets split as document 003 does: the first 5,000 training images are the
-validation set (a fixed, documented split, so results are comparable across runs and with
-the paper), the remaining 55,000 train, and the 10,000 t10k images are the test set.
+MNIST-like sets split as Géron's Keras autoencoder examples do (Hands-On Machine Learning,
+ch. 17): the first 5,000 training images are the validation set (a fixed, documented split,
+so results are comparable across runs and with the book), the remaining 55,000 train, and
+the 10,000 t10k images are the test set. Each split's `rows` number the images in their IDX
+file (train and val: the training file; test: t10k), digits' rows index scikit-learn's array.
 """
 
 from __future__ import annotations
@@ -47,22 +49,26 @@ def normalize_name(name: str) -> str:
 
 def _finish(
     name: str,
-    parts: list[tuple[np.ndarray, np.ndarray | None]],
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     divisor: float,
     scale: str,
     limit: int | None,
     image_shape: tuple[int, int],
 ) -> Dataset:
-    """Float conversion, scaling (fitted on train) and `limit`, in the cheapest order."""
+    """Float conversion, scaling (fitted on train) and `limit`, in the cheapest order;
+    `parts` are (x, y, source rows) of train, val and test."""
     if scale in ("unit", "none") and limit is not None:
         # Nothing is fitted: cut before converting so a quick test never converts 60k images.
-        parts = [(x[:limit], y[:limit] if y is not None else None) for x, y in parts]
-    xs = [x.astype(np.float32) for x, _ in parts]
+        parts = [(x[:limit], y[:limit], r[:limit]) for x, y, r in parts]
+    xs = [x.astype(np.float32) for x, _, _ in parts]
     if scale != "none":
         for x in xs:
             x /= np.float32(divisor)
     train, others, fitted = apply_scale(xs[0], xs[1:], scale)
-    splits = [make_split(x, y, limit) for x, (_, y) in zip([train, *others], parts, strict=True)]
+    splits = [
+        make_split(x, y, limit, rows=r)
+        for x, (_, y, r) in zip([train, *others], parts, strict=True)
+    ]
     return Dataset(
         name=name,
         train=splits[0],
@@ -72,6 +78,7 @@ def _finish(
         class_names=CLASS_NAMES[name],
         scale=scale,
         transform=fitted,
+        own_test=name != "digits",
     )
 
 
@@ -93,7 +100,7 @@ def load_digits(
     n_val = resolve_count(val_size, n, 0.1, "val_size")
     n_test = resolve_count(test_size, n, 0.2, "test_size")
     tr, va, te = split_indices(n, n_val, n_test, y, seed, "digits")
-    parts = [(x[tr], y[tr]), (x[va], y[va]), (x[te], y[te])]
+    parts = [(x[tr], y[tr], tr), (x[va], y[va], va), (x[te], y[te], te)]
     return _finish("digits", parts, 16.0, scale, limit, (8, 8))
 
 
@@ -165,8 +172,8 @@ def load_idx_dataset(
     flat_tr = x_tr.reshape(n, h * w)
     flat_te = x_te.reshape(len(x_te), h * w)
     parts = [
-        (flat_tr[n_val:], y_tr[n_val:]),
-        (flat_tr[:n_val], y_tr[:n_val]),
-        (flat_te, y_te),
+        (flat_tr[n_val:], y_tr[n_val:], np.arange(n_val, n, dtype=np.int64)),
+        (flat_tr[:n_val], y_tr[:n_val], np.arange(n_val, dtype=np.int64)),
+        (flat_te, y_te, np.arange(len(flat_te), dtype=np.int64)),
     ]
     return _finish(name, parts, 255.0, scale, limit, (h, w))

@@ -46,8 +46,12 @@ class InputTransform(nn.Module):
     def set(self, shift: Any, scale: Any, clip: tuple[float, float] | None = None) -> None:
         """Install a fitted scaling (arrays or numbers, broadcast to d_in)."""
         d = self.shift.numel()
-        self.shift.copy_(torch.as_tensor(np.broadcast_to(np.asarray(shift, np.float32), (d,))))
-        self.scale.copy_(torch.as_tensor(np.broadcast_to(np.asarray(scale, np.float32), (d,))))
+
+        def full(v: Any) -> Tensor:  # a writable copy: torch warns on the read-only view
+            return torch.from_numpy(np.array(np.broadcast_to(np.asarray(v, np.float32), (d,))))
+
+        self.shift.copy_(full(shift))
+        self.scale.copy_(full(scale))
         self.clip.copy_(torch.tensor(clip if clip is not None else (1.0, 0.0)))
         self._refresh()
 

@@ -1,5 +1,6 @@
-"""Convolutional backbone (document 003): Conv2d + 2x2 max-pooling encoder, transposed
-convolution decoder, with a flat code so every sparsity mechanism applies to it.
+"""Convolutional backbone (after Géron's convolutional autoencoder, Hands-On ML ch. 17):
+Conv2d + 2x2 max-pooling encoder, transposed convolution decoder, with a flat code so every
+sparsity mechanism applies to it.
 
 The code is the last feature map flattened channels-first (28x28 with channels 16,32,64 ->
 64x3x3 = 576 values). If ``n_latents`` differs from that size, a linear layer maps the

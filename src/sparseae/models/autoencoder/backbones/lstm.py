@@ -1,9 +1,10 @@
-"""Recurrent backbone (document 003): an LSTM encoder reads a sequence (an image's rows) into
-one vector; a RepeatVector-style LSTM decoder unrolls that vector back into the sequence.
+"""Recurrent backbone (after Géron's recurrent autoencoder, Hands-On ML ch. 17): an LSTM
+encoder reads a sequence (an image's rows) into one vector; a RepeatVector-style LSTM decoder
+unrolls that vector back into the sequence.
 
 Layout: ``input_shape = (steps, features)`` (28 rows of 28 pixels); ``hidden`` are the
 encoder's sequence-returning LSTM sizes, ``n_latents`` the last LSTM whose final hidden
-state is the code (document 003: hidden=(100,), n_latents=30). The decoder repeats the code
+state is the code (Géron's: hidden=(100,), n_latents=30). The decoder repeats the code
 over the steps, runs LSTMs of the mirrored sizes and maps each step to the features with one
 shared linear layer (TimeDistributed(Dense)).
 

@@ -16,9 +16,9 @@ class MLPBackbone(Backbone):
     """Encoder d_in -> hidden... -> n_latents, decoder mirrored back to d_in.
 
     With ``tied=True`` each decoder layer reuses the transpose of its encoder twin (same
-    storage, so one update moves both) and keeps its own bias, as Keras' DenseTranspose in
-    document 003. Layers are explicit parameters rather than nn.Linear so the tied and untied
-    cases share one forward path.
+    storage, so one update moves both) and keeps its own bias, as the DenseTranspose layer of
+    Géron's Keras examples. Layers are explicit parameters rather than nn.Linear so the tied
+    and untied cases share one forward path.
     """
 
     def __init__(self, config: ModelConfig) -> None:
