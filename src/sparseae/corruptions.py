@@ -73,7 +73,7 @@ class NoCorruption(Corruption):
 @register_corruption("gaussian")
 class GaussianNoise(Corruption):
     """x + sigma * N(0, 1), clipped to ``clip`` (the data range, [0, 1] for images) unless
-    ``clip`` is None. Document 002's 'noise factor 0.4' is sigma=0.4."""
+    ``clip`` is None. The Keras denoising tutorials' 'noise factor 0.4' is sigma=0.4."""
 
     param_names = ("sigma", "clip")
 

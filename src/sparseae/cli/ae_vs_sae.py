@@ -1,4 +1,4 @@
-"""``sparseae ae-vs-sae``: document 000's undercomplete vs L1-sparse bottleneck study."""
+"""``sparseae ae-vs-sae``: an undercomplete AE against the same network, L1-sparse."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "ae-vs-sae",
         help="undercomplete AE vs L1 sparse AE: which bottleneck neurons fire (HTML report)",
-        description="Document 000's study: train an undercomplete AE and the same network with "
+        description="Undercomplete vs sparse: train an undercomplete AE and the same network with "
         "an L1 activity penalty on the bottleneck; heatmaps of bottleneck activations for one "
         "test image per class, and the count of inactive neurons.",
     )

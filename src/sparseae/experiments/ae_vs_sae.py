@@ -1,4 +1,4 @@
-"""Document 000's study: an undercomplete AE and the same network with an L1 activity
+"""Undercomplete vs sparse: an undercomplete AE and the same network with an L1 activity
 penalty on the bottleneck; which bottleneck neurons fire for one test image per class."""
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def _write_report(
     heat = viz.save_png(fig, out / "bottleneck_heatmaps.png")
     report = Report(
         f"Undercomplete vs sparse autoencoder on {data.name}",
-        "Document 000's study: the same network with and without an L1 activity "
+        "Undercomplete vs sparse: the same network with and without an L1 activity "
         "penalty on the bottleneck.",
     )
     report.heading("Which bottleneck neurons fire").figure(
