@@ -57,8 +57,9 @@ def test_compare_writes_report_figures_and_numbers(compare_dir):
     assert all(r["train_seconds"] > 0 and r["parameters"] > 0 for r in summary["results"])
     csv_lines = (compare_dir / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 6 and csv_lines[0].startswith("method,test_mse")
+    assert all(r["epoch_seconds"] > 0 for r in summary["results"])
     html = (compare_dir / "report.html").read_text()
-    assert html.count("<img src='data:image/png;base64,") == 1 + 2 * 5
+    assert html.count("<img src='data:image/png;base64,") == 2 + 2 * 5  # + loss, trade-off
     assert "http://" not in html and "https://" not in html  # offline: no CDN
     for m in methods:
         img = mpimg.imread(compare_dir / f"filters_{m}.png")
@@ -66,6 +67,43 @@ def test_compare_writes_report_figures_and_numbers(compare_dir):
         assert img[..., :3].std() > 0.05  # not a blank image
         rec = mpimg.imread(compare_dir / f"reconstructions_{m}.png")
         assert rec.shape[1] > rec.shape[0] > 80
+
+
+def test_compare_sweeps_each_knob_and_draws_the_tradeoff(compare_dir):
+    summary = json.loads((compare_dir / "results.json").read_text())
+    sweep = summary["sweep"]
+    topk = sorted((p for p in sweep if p["method"] == "topk"), key=lambda p: p["value"])
+    assert [p["value"] for p in topk] == [2, 5, 10]  # k/2, k, 2k with k=5
+    l0 = [p["l0"] for p in topk]
+    assert l0 == sorted(l0) and l0[0] < l0[-1]  # L0 rises with k
+    main_topk = next(r for r in summary["results"] if r["method"] == "topk")
+    assert topk[1]["test_mse"] == main_topk["test_mse"]  # the main run is the k=5 point
+    assert {p["knob"] for p in sweep} == {None, "weight decay", "rho", "target L0", "k"}
+    kl = sorted((p for p in sweep if p["method"] == "kl"), key=lambda p: p["value"])
+    assert kl[0]["l0_above_0.1"] < kl[-1]["l0_above_0.1"]  # a higher rho is denser
+    img = mpimg.imread(compare_dir / "tradeoff.png")
+    assert img.shape[1] > img.shape[0] > 250 and img[..., :3].std() > 0.05
+    html = (compare_dir / "report.html").read_text()
+    assert "Trade-off: reconstruction error against sparsity" in html
+    assert summary["figures"]["tradeoff"].endswith("tradeoff.png")
+
+
+def test_compare_report_has_a_verdict_marked_cells_and_provenance(compare_dir):
+    summary = json.loads((compare_dir / "results.json").read_text())
+    html = (compare_dir / "report.html").read_text()
+    assert "<p class='verdict'>At L0 ≈ 5 of 36 latents" in html
+    assert summary["verdict"].split(" reconstructs best")[0].endswith(
+        ("k-sparse autoencoder (Makhzani &amp; Frey)", "k-sparse autoencoder (Makhzani & Frey)",
+         "KL sparse autoencoder (Ng)", "neural sparse coding (Arora et al. 2015)")
+    )  # fmt: skip
+    assert html.count("class='best'") >= 5
+    assert "How the verdict and the bold cells are decided" in html
+    assert "untimed warm-up" in html
+    assert "<h1>Sparse coding on digits: plain AE, L2, KL, Arora and top-k compared</h1>" in html
+    for fact in ("sparseae", "torch", "settings", "seed", "machine", "date"):
+        assert f"<dt>{fact}</dt>" in html
+    assert f"Made by sparseae {sparseae.__version__}" in html
+    assert "document 0" not in html.lower()
 
 
 @pytest.mark.parametrize(
@@ -182,7 +220,7 @@ def test_report_renders_in_headless_chromium_with_every_figure_loaded(compare_di
             text=True,
             timeout=120,
         )
-    assert 'data-images-ok="11/11"' in dom.stdout, dom.stdout[-500:] + dom.stderr[-500:]
+    assert 'data-images-ok="12/12"' in dom.stdout, dom.stdout[-500:] + dom.stderr[-500:]
     shot = compare_dir / "screenshot.png"
     with tempfile.TemporaryDirectory() as profile:
         subprocess.run(

@@ -1,4 +1,5 @@
-"""``sparseae compare``: document 001's five ways to sparse codes, as one HTML report."""
+"""``sparseae compare``: plain AE, L2, Ng's KL sparse AE, Arora et al.'s neural sparse coding
+and Makhzani & Frey's k-sparse AE on one dataset, as one HTML report with a verdict."""
 
 from __future__ import annotations
 
@@ -91,6 +92,14 @@ def add_parser(sub: Any) -> None:
         default=d.arora_lr,
         help="learning rate eta of the sparse-coding rule (default: %(default)s)",
     )
+    g.add_argument(
+        "--sweep",
+        action=argparse.BooleanOptionalAction,
+        default=d.sweep,
+        help="also train each method at two more values of its sparsity knob (topk: k; "
+        "arora: target L0; kl: rho; l2: weight decay) for the error-vs-L0 trade-off curve; "
+        "about 1.5x the run time (default: on; --no-sweep: one point per method)",
+    )
     g.add_argument("--seed", type=options.nonnegative_int, default=0)
     g.add_argument("--no-progress", action="store_true")
     p.add_argument("--out", default="reports/compare", help="output folder (reports/compare)")
@@ -98,7 +107,10 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from sparseae.experiments.compare import CompareSettings, run_compare
+    from sparseae.report.provenance import invoked_command
 
     settings = CompareSettings(
         methods=args.methods,
@@ -113,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         arora_lr=args.arora_lr,
         seed=args.seed,
+        sweep=args.sweep,
     )
     data = options.load_data(args)
     print(
@@ -126,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         progress=False if args.no_progress else None,
         log=lambda m: print(m, flush=True),
+        dataset_label=Path(args.dataset).name if Path(args.dataset).exists() else data.name,
+        command=invoked_command(),
     )
     cols = [
         "method",
@@ -135,9 +150,11 @@ def run(args: argparse.Namespace) -> int:
         "frac_inactive",
         "dead_latents",
         "train_seconds",
+        "epoch_seconds",
         "parameters",
     ]
     print()
     print(options.format_table(summary["results"], cols))
+    print(f"\n{summary['verdict']}")
     print(f"\nreport: {summary['report']}")
     return 0

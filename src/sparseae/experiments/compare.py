@@ -1,24 +1,29 @@
-"""Document 001's study: five ways to sparse codes on one dataset, one hidden size, one budget.
+"""The compare study: five ways to sparse codes on one dataset, one hidden size, one budget.
 
 Methods (one shared single-hidden-layer architecture d_in -> H -> d_in, MSE on [0, 1] data,
 sigmoid output):
 - ``plain``: sigmoid code, no constraint;
 - ``l2``: the same with L2 weight decay on the weights (an optimiser setting);
-- ``kl``: sigmoid code with Ng's KL penalty to a target rate rho (Ng's notes add a weight
-  decay of 1e-4 on a summed squared error; on sparseae's mean-per-pixel scale that is about
-  3e-7, negligible, so it is left out);
-- ``arora``: Arora et al. 2015's neural sparse coding, no backpropagation;
-- ``topk``: Makhzani & Frey's k-sparse AE (linear code, k largest kept, alpha*k at inference).
+- ``kl``: sigmoid code with the KL penalty to a target rate rho of Andrew Ng's CS294A notes
+  "Sparse autoencoder" (the notes add a weight decay of 1e-4 on a summed squared error; on
+  sparseae's mean-per-pixel scale that is about 3e-7, negligible, so it is left out);
+- ``arora``: neural sparse coding of Arora, Ge, Ma & Moitra, "Simple, Efficient, and Neural
+  Algorithms for Sparse Coding" (COLT 2015), no backpropagation;
+- ``topk``: Makhzani & Frey's "k-Sparse Autoencoders" (ICLR 2014): linear code, the k
+  largest kept, alpha*k at inference.
 
-Each method is trained and timed, its filters snapshotted over training, and the results go
-to one self-contained HTML report plus PNG figures and JSON/CSV numbers.
+Each method is warmed up (untimed), trained and timed, its filters snapshotted over training
+and, with ``sweep``, retrained at two more values of its sparsity knob; the results go to one
+self-contained HTML report (`sparseae.experiments.compare_report`) plus PNG figures and
+JSON/CSV numbers.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import dataclasses
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,25 +31,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from sparseae.atomic import atomic_write_text
 from sparseae.errors import ConfigError
-from sparseae.experiments.settings import METHODS, CompareSettings
+from sparseae.experiments.compare_report import COLUMNS, write_compare_report
+from sparseae.experiments.settings import (
+    LABELS,
+    METHODS,
+    SWEEP_KNOBS,
+    WARMUP_ROWS,
+    CompareSettings,
+    sweep_values,
+)
 from sparseae.models.autoencoder.model import Autoencoder
 from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig
-from sparseae.report import figures as viz
-from sparseae.report.html import Report
 from sparseae.training.callbacks import FilterSnapshots, snapshot_epochs
 from sparseae.training.config import TrainConfig
-from sparseae.training.evaluate import evaluate, map_batches
+from sparseae.training.evaluate import evaluate
 from sparseae.training.trainer import Trainer
 
-LABELS = {
-    "plain": "plain autoencoder",
-    "l2": "autoencoder + L2 weight decay",
-    "kl": "KL sparse autoencoder (Ng)",
-    "arora": "neural sparse coding (Arora et al. 2015)",
-    "topk": "k-sparse autoencoder (Makhzani & Frey)",
-}
+__all__ = ["COLUMNS", "LABELS", "CompareSettings", "MethodResult", "run_compare"]
+__all__ += ["run_method", "sweep_method", "warm_up", "write_compare_report"]
 
 
 @dataclass
@@ -56,6 +61,8 @@ class MethodResult:
     history: list[dict[str, Any]]
     snapshots: list[tuple[int, np.ndarray]] = field(default_factory=list)
     model: Any = None
+    #: the sweep's points (knob value + metrics), the main run among them; empty without it
+    sweep: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_model(method: str, d_in: int, s: CompareSettings) -> Any:
@@ -84,40 +91,96 @@ def build_model(method: str, d_in: int, s: CompareSettings) -> Any:
     raise ConfigError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
 
 
-def run_method(
-    method: str, data: Any, s: CompareSettings, progress: bool | None = None, log: Any = None
-) -> MethodResult:
-    torch.manual_seed(s.seed)
-    model = build_model(method, data.d_in, s)
-    snaps = FilterSnapshots(snapshot_epochs(s.epochs, s.snapshots), n_atoms=s.n_atoms)
-    val = data.val.x if len(data.val) else None
-    t0 = time.perf_counter()
-    cfg = TrainConfig(
-        epochs=s.epochs,
+def _train_config(method: str, s: CompareSettings, epochs: int | None = None) -> TrainConfig:
+    return TrainConfig(
+        epochs=epochs or s.epochs,
         batch_size=s.batch_size,
         lr=s.lr,
         seed=s.seed,
         weight_decay=s.weight_decay if method == "l2" else 0.0,
     )
-    trainer = Trainer(model, cfg, callbacks=[snaps], progress=progress, log=log)
-    history = trainer.fit(data.train.x, val).records
-    seconds = time.perf_counter() - t0
+
+
+def warm_up(method: str, data: Any, s: CompareSettings) -> None:
+    """One untimed epoch on a few rows, thrown away: PyTorch's first call of each kernel,
+    allocator and optimiser path costs far more than later ones, and without this the method
+    trained first would be charged for it (the plain AE looked 10x slower than L2)."""
+    state = torch.random.get_rng_state()
+    model = build_model(method, data.d_in, s)
+    val = data.val.x[:WARMUP_ROWS] if len(data.val) else None  # the evaluation path too
+    Trainer(model, _train_config(method, s, epochs=1), progress=False).fit(
+        data.train.x[:WARMUP_ROWS], val
+    )
+    torch.random.set_rng_state(state)
+
+
+def measure(model: Any, data: Any) -> dict[str, Any]:
+    """Test-set reconstruction and code statistics (validation set when there is no test)."""
     test = data.test if len(data.test) else data.val
     m = evaluate(model, test.x)
     m01 = evaluate(model, test.x, threshold=0.1)
-    metrics = {
-        "method": method,
+    return {
         "test_mse": m["recon"],
         "l0": m["l0"],
         "l0_above_0.1": m01["l0"],
         "frac_inactive": m["frac_inactive"],
         "dead_latents": m["dead_latents"],
+    }
+
+
+def epoch_seconds(history: list[dict[str, Any]]) -> float:
+    """Median training time of an epoch, the first left out (it still pays for lazy set-up
+    such as data-dependent initialisation); validation time is not included."""
+    times = [h["seconds"] for h in history]
+    return float(statistics.median(times[1:] if len(times) > 1 else times))
+
+
+def run_method(
+    method: str, data: Any, s: CompareSettings, progress: bool | None = None, log: Any = None
+) -> MethodResult:
+    warm_up(method, data, s)
+    torch.manual_seed(s.seed)
+    model = build_model(method, data.d_in, s)
+    snaps = FilterSnapshots(snapshot_epochs(s.epochs, s.snapshots), n_atoms=s.n_atoms)
+    val = data.val.x if len(data.val) else None
+    t0 = time.perf_counter()
+    trainer = Trainer(
+        model, _train_config(method, s), callbacks=[snaps], progress=progress, log=log
+    )
+    history = trainer.fit(data.train.x, val).records
+    seconds = time.perf_counter() - t0
+    metrics = {
+        "method": method,
+        **measure(model, data),
         "train_seconds": seconds,
+        "epoch_seconds": epoch_seconds(history),
         "parameters": int(sum(t.numel() for t in (*model.parameters(), *model.buffers()))),
     }
     return MethodResult(
         method, LABELS[method], describe(method, model, s), metrics, history, snaps.snapshots, model
     )
+
+
+def sweep_method(method: str, data: Any, s: CompareSettings, main: MethodResult) -> list[dict]:
+    """The method at each value of its sparsity knob (`settings.sweep_values`): the main run
+    is reused for the value it was trained at, the others are trained without snapshots or
+    validation. A method without a knob (plain) is its main run alone."""
+    point = {k: main.metrics[k] for k in ("test_mse", "l0", "l0_above_0.1", "dead_latents")}
+    if method not in SWEEP_KNOBS:
+        return [{"method": method, "knob": None, "value": None, **point}]
+    setting, knob = SWEEP_KNOBS[method]
+    points = []
+    for value in sweep_values(method, s):
+        if value == getattr(s, setting):
+            metrics = point
+        else:
+            varied = dataclasses.replace(s, **{setting: value})
+            torch.manual_seed(s.seed)
+            model = build_model(method, data.d_in, varied)
+            Trainer(model, _train_config(method, varied), progress=False).fit(data.train.x)
+            metrics = {k: v for k, v in measure(model, data).items() if k in point}
+        points.append({"method": method, "knob": knob, "value": value, **metrics})
+    return points
 
 
 def describe(method: str, model: Any, s: CompareSettings) -> str:
@@ -129,124 +192,44 @@ def describe(method: str, model: Any, s: CompareSettings) -> str:
     return f"{base}. {budget}, Adam lr {s.lr:g}{extra}."
 
 
+def _log_result(log: Callable[[str], Any] | None, r: MethodResult) -> None:
+    if log is None:
+        return
+    m = r.metrics
+    log(
+        f"  test MSE {m['test_mse']:.4f}, L0 {m['l0']:.1f} (|h| > 0.1: {m['l0_above_0.1']:.1f}), "
+        f"dead {m['dead_latents']}, {m['train_seconds']:.1f}s"
+    )
+    for p in r.sweep:
+        if p["knob"]:
+            log(
+                f"  sweep {p['knob']} {p['value']:g}: test MSE {p['test_mse']:.4f}, "
+                f"L0 (|h| > 0.1) {p['l0_above_0.1']:.1f}, dead {p['dead_latents']}"
+            )
+
+
 def run_compare(
     data: Any,
     settings: CompareSettings,
     out: str | Path,
     progress: bool | None = None,
     log: Any = None,
+    *,
+    dataset_label: str | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
-    """Train every method, write report.html + PNGs + results.json/csv into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Train every method (and its sweep), write report.html + PNGs + results.json/csv into
+    ``out``; ``dataset_label`` names the data in the title (e.g. the file's name),
+    ``command`` is the command line recorded in the footer."""
     results = []
     for method in settings.methods:
         if log is not None:
             log(f"training {LABELS[method]} ...")
-        results.append(run_method(method, data, settings, progress=progress))
-        if log is not None:
-            r = results[-1].metrics
-            log(
-                f"  test MSE {r['test_mse']:.4f}, L0 {r['l0']:.1f}, dead {r['dead_latents']}, "
-                f"{r['train_seconds']:.1f}s"
-            )
-    return write_compare_report(data, settings, results, out)
-
-
-#: results table and CSV: metric key -> column header
-COLUMNS = {
-    "method": "method",
-    "test_mse": "test MSE",
-    "l0": "L0 (h != 0)",
-    "l0_above_0.1": "L0 (|h| > 0.1)",
-    "frac_inactive": "fraction inactive",
-    "dead_latents": "dead latents",
-    "train_seconds": "train s",
-    "parameters": "parameters",
-}
-
-
-def write_compare_report(
-    data: Any, s: CompareSettings, results: list[MethodResult], out: Path
-) -> dict[str, Any]:
-    """report.html, the PNG figures, results.json and results.csv into ``out``; the summary."""
-    report = Report(
-        f"Five ways to sparse codes on {data.name}",
-        f"{len(data.train)} training, {len(data.val)} validation, {len(data.test)} test "
-        f"samples of {data.d_in} features; {s.hidden} hidden units; {s.epochs} epochs.",
+        result = run_method(method, data, settings, progress=progress)
+        if settings.sweep:
+            result.sweep = sweep_method(method, data, settings, result)
+        results.append(result)
+        _log_result(log, result)
+    return write_compare_report(
+        data, settings, results, Path(out), dataset_label=dataset_label, command=command
     )
-    figures = _summary_section(report, results, out)
-    test = data.test if len(data.test) else data.val
-    sample = np.asarray(test.x[:10])
-    for r in results:
-        figures.update(_method_section(report, r, data.image_shape, sample, s.n_atoms, out))
-    report.write(out / "report.html")
-    summary = {
-        "dataset": data.name,
-        "settings": {
-            k: (list(v) if isinstance(v, tuple | list) else v) for k, v in vars(s).items()
-        },
-        "results": [r.metrics for r in results],
-        "figures": figures,
-        "report": str(out / "report.html"),
-    }
-    _write_numbers(summary, results, out)
-    return summary
-
-
-def _summary_section(report: Report, results: list[MethodResult], out: Path) -> dict[str, str]:
-    """The table of every method's numbers and the learning curves; the figure written."""
-    rows = [{**r.metrics, "method": r.label} for r in results]
-    report.heading("Summary").table(rows, list(COLUMNS), list(COLUMNS.values()))
-    report.paragraph(
-        "L0 counts code entries that are exactly non-zero; sigmoid codes are never exactly 0, "
-        "so the |h| > 0.1 column compares them fairly. Dead latents are silent for every "
-        "test input; fraction inactive is per input, averaged.",
-        "note",
-    )
-    curves = {r.label: [h.get("val_recon", h["recon"]) for h in r.history] for r in results}
-    fig = viz.loss_curves(curves, "validation reconstruction MSE", "Learning curves")
-    path = viz.save_png(fig, out / "loss_curves.png")
-    report.figure(path, "Validation reconstruction error per epoch.")
-    return {"loss_curves": str(path)}
-
-
-def _method_section(
-    report: Report,
-    r: MethodResult,
-    image_shape: Any,
-    sample: np.ndarray,
-    n_atoms: int,
-    out: Path,
-) -> dict[str, str]:
-    """One method's description, filters over training and reconstructions of ``sample``;
-    the figures written, by name."""
-    figures: dict[str, str] = {}
-    report.heading(r.label).paragraph(r.description)
-    if r.snapshots:
-        fig = viz.filter_progression(
-            r.snapshots, image_shape, f"{r.label}: filters over training", n_atoms
-        )
-        path = viz.save_png(fig, out / f"filters_{r.name}.png")
-        figures[f"filters_{r.name}"] = str(path)
-        report.figure(
-            path,
-            f"The first {n_atoms} filters (dictionary atoms), "
-            "contrast-normalised, at several epochs.",
-        )
-    recon = map_batches(r.model, sample, r.model).numpy()  # on the model's device
-    fig = viz.reconstructions(sample, recon, image_shape, f"{r.label}: reconstructions")
-    path = viz.save_png(fig, out / f"reconstructions_{r.name}.png")
-    figures[f"reconstructions_{r.name}"] = str(path)
-    report.figure(path, "Test images (top) and their reconstructions (bottom).")
-    return figures
-
-
-def _write_numbers(summary: dict[str, Any], results: list[MethodResult], out: Path) -> None:
-    """results.json (everything) and results.csv (one row per method, the table's columns)."""
-    atomic_write_text(out / "results.json", json.dumps(summary, indent=2))
-    with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        for r in results:
-            writer.writerow({c: r.metrics[c] for c in COLUMNS})

@@ -162,3 +162,97 @@ def firing_frequency_histogram(
     fig.savefig(path)
     plt.close(fig)
     return path, np.asarray(counts)
+
+
+def atom_heatmaps(
+    snapshots: Sequence[tuple[int, np.ndarray]], title: str, n_atoms: int = 64
+) -> Figure:
+    """Atoms of non-image data over training, one heatmap per snapshot (atom x feature):
+    a feature vector has no 2-D layout, so tiling it as a picture would draw 1-pixel strips.
+    Each atom is scaled by its largest magnitude; red/blue are the sign."""
+    k = max(1, len(snapshots))
+    n = min(n_atoms, np.asarray(snapshots[0][1]).shape[0]) if snapshots else 1
+    fig, axes = plt.subplots(1, k, figsize=(3.4 * k, 1.2 + 0.09 * n), squeeze=False)
+    im = None
+    for ax, (epoch, atoms) in zip(axes[0], snapshots, strict=False):
+        a = np.asarray(atoms, dtype=np.float64)[:n_atoms]
+        a = a / np.maximum(np.abs(a).max(axis=1, keepdims=True), 1e-12)
+        im = ax.imshow(a, aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(f"epoch {epoch}", fontsize=9)
+        ax.set_xlabel("feature", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("atom", fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[0]), fraction=0.02, label="weight / max |weight|")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def vector_reconstructions(originals: np.ndarray, reconstructed: np.ndarray, title: str) -> Figure:
+    """Non-image inputs and their reconstructions, one small panel per input: the input as
+    bars (grey), the reconstruction as an orange line with dots, on one feature axis."""
+    x, r = np.asarray(originals), np.asarray(reconstructed)
+    n, d = x.shape
+    cols = min(n, 5)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 1.9 * rows), squeeze=False)
+    feats = np.arange(d)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        ax.bar(feats, x[i], width=1.0, color="#b8bcc8", label="input")
+        marker = "." if d <= 64 else None
+        ax.plot(feats, r[i], color="#d9730d", lw=1, marker=marker, ms=3, label="reconstruction")
+        ax.set_title(f"test input {i}", fontsize=8)
+        ax.tick_params(labelsize=6)
+    axes[0][0].legend(fontsize=6, loc="upper right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(
+    curves: dict[str, Sequence[dict]],
+    title: str,
+    *,
+    n_latents: int,
+    reference: float | None = None,
+    limit: float | None = None,
+) -> Figure:
+    """Reconstruction error against L0, one curve per method (its sweep over its sparsity
+    knob, points sorted by L0), each point labelled with the knob's value; marker area grows
+    with the dead latents, so a cheap sparsity bought with dead units shows. ``reference``
+    draws the matched sparsity k, ``limit`` shades the L0 range compared on MSE."""
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    if limit is not None:
+        ax.axvspan(0.5, limit, color="#e3f1e3", zorder=0, label=f"compared on MSE (L0 ≤ {limit:g})")
+    if reference is not None:
+        ax.axvline(reference, color="#557", ls="--", lw=1, label=f"k = {reference:g}")
+    for name, points in curves.items():
+        _tradeoff_curve(ax, name, sorted(points, key=lambda p: p["l0"]), n_latents)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(0.8, n_latents * 1.4)
+    ax.set_xlabel(f"L0: latents with |h| > 0.1 per input (of {n_latents})")
+    ax.set_ylabel("test reconstruction MSE")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _tradeoff_curve(ax: plt.Axes, name: str, pts: Sequence[dict], n_latents: int) -> None:
+    """One method's points joined in L0 order; labels alternate above/below the line so
+    neighbouring labels do not overprint."""
+    xs = [max(p["l0"], 0.5) for p in pts]
+    ys = [p["test_mse"] for p in pts]
+    sizes = [25 + 500 * p.get("dead_latents", 0) / max(n_latents, 1) for p in pts]
+    (line,) = ax.plot(xs, ys, lw=1.4, label=name)
+    ax.scatter(xs, ys, s=sizes, color=line.get_color(), edgecolor="black", lw=0.5, zorder=3)
+    for i, (p, xv, yv) in enumerate(zip(pts, xs, ys, strict=True)):
+        if p.get("tag"):
+            offset = (6, 6) if i % 2 == 0 else (6, -11)
+            ax.annotate(p["tag"], (xv, yv), textcoords="offset points", xytext=offset,
+                        fontsize=7, color=line.get_color())  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,13 @@ th { background: #eef; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1em 0; } figcaption { font-size: .88em; color: #555; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .note { color: #555; font-size: .92em; }
+td.best { font-weight: bold; background: #e3f1e3; }
+.verdict { font-size: 1.05em; background: #f4f6fb; border-left: 4px solid #446;
+           padding: .6em 1em; }
+footer { margin-top: 2.5em; border-top: 1px solid #ccd; padding-top: .5em; color: #555;
+         font-size: .85em; }
+footer dl { display: grid; grid-template-columns: max-content 1fr; gap: .1em 1em; margin: 0; }
+footer dt { font-weight: bold; } footer dd { margin: 0; overflow-wrap: anywhere; }
 """
 
 _CHECK_SCRIPT = """
@@ -81,7 +88,9 @@ class Report:
 
     ``style`` is CSS added after the base style (e.g. the latent dashboard's cards);
     ``check_script=False`` leaves out the image-check script, for pages that promise to
-    carry no JavaScript at all."""
+    carry no JavaScript at all; ``provenance`` (name -> text, e.g.
+    `sparseae.report.provenance.provenance`) goes in the footer, so a page found later says
+    which version, command, seed and machine made it."""
 
     def __init__(
         self,
@@ -90,8 +99,10 @@ class Report:
         *,
         style: str = "",
         check_script: bool = True,
+        provenance: Mapping[str, str] | None = None,
     ) -> None:
         self.title = title
+        self.provenance = dict(provenance or {})
         self.style = style
         self.check_script = check_script
         self.parts: list[str] = []
@@ -120,11 +131,19 @@ class Report:
         rows: Sequence[dict[str, Any]],
         columns: Sequence[str],
         headers: Sequence[str] | None = None,
+        marks: Mapping[str, Collection[int]] | None = None,
     ) -> Report:
+        """``marks``: column -> indices of the rows whose cell is that column's best; those
+        cells get ``class='best'`` (bold, tinted) so the eye finds the winners."""
+        marks = marks or {}
         head = "".join(f"<th>{html.escape(h)}</th>" for h in (headers or columns))
+
+        def cell(i: int, r: Mapping[str, Any], c: str) -> str:
+            cls = " class='best'" if i in marks.get(c, ()) else ""
+            return f"<td{cls}>{_cell(r.get(c, ''))}</td>"
+
         body = "".join(
-            "<tr>" + "".join(f"<td>{_cell(r.get(c, ''))}</td>" for c in columns) + "</tr>"
-            for r in rows
+            "<tr>" + "".join(cell(i, r, c) for c in columns) + "</tr>" for i, r in enumerate(rows)
         )
         self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         return self
@@ -141,7 +160,18 @@ class Report:
             f"<title>{html.escape(self.title)}</title><style>{_STYLE}{self.style}</style>"
             f"{script}</head><body>"
             f"<h1>{html.escape(self.title)}</h1>{''.join(self.parts)}"
-            "<p class='note'>Made by sparseae.</p></body></html>"
+            f"{self._footer()}</body></html>"
+        )
+
+    def _footer(self) -> str:
+        from sparseae._version import __version__
+
+        facts = {"sparseae": __version__, **self.provenance}
+        items = "".join(
+            f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts.items()
+        )
+        return (
+            f"<footer><p>Made by sparseae {html.escape(__version__)}.</p><dl>{items}</dl></footer>"
         )
 
     def write(self, path: str | Path) -> Path:
