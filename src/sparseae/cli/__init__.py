@@ -22,6 +22,7 @@ COMMANDS = (
     "encode",
     "detect",
     "denoise",
+    "evaluate",
     "export",
     "train-sae",
 )
