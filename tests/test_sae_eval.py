@@ -98,3 +98,15 @@ def test_the_evaluate_command_compares_models_on_the_same_rows(tmp_path, capsys)
     assert [r["rows"] for r in results] == [400, 400]
     assert [round(r["l0"]) for r in results] == [2, 6]
     assert (out / "firing_0.png").is_file() and (out / "firing_1.png").is_file()
+
+
+def test_the_dashboard_panel_shows_the_numbers_and_the_histogram(tmp_path):
+    from sparseae.report import dashboard
+
+    x = torch.rand(200, 12)
+    result = evaluate_dictionary(_identity_sae(12), x)
+    result["recovered_vs_mean"] = 0.987
+    panel = dashboard.evaluation_panel(result, "identity dictionary")
+    assert "FVU" in panel and "0.987" in panel and "data:image/png;base64," in panel
+    page = dashboard.write_page(tmp_path / "d.html", "t", [panel])
+    assert "identity dictionary" in page.read_text()

