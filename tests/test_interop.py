@@ -119,3 +119,28 @@ def test_exports_refuse_what_the_target_cannot_hold(tmp_path):
     with pytest.raises(CheckpointError, match="fold it first"):
         export(scaled, tmp_path / "b", "sparsify")
     export(scaled.fold_input_transform(), tmp_path / "c", "sparsify")
+
+
+PEER_PYTHON = Path(__file__).resolve().parents[1] / ".peers" / "bin" / "python"
+
+
+def test_round_trips_through_the_real_packages():
+    """sparseae -> peer and peer -> sparseae -> peer with the packages' own loaders, where
+    `make peers` could install them (CI tries; without them the fixtures above still hold)."""
+    import os
+    import subprocess
+    import sys
+
+    if not PEER_PYTHON.exists():
+        pytest.skip("the peer packages are not installed (make peers)")
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    proc = subprocess.run(
+        [str(PEER_PYTHON), str(PEERS.parent / "peer_round_trip.py")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": site},
+    )  # fmt: skip
+    if proc.returncode != 0 and "ModuleNotFoundError" in proc.stderr:
+        pytest.skip(f"a peer package cannot be imported: {proc.stderr.strip().splitlines()[-1]}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    diffs = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(diffs) == 6 and max(diffs.values()) < 1e-5, diffs
