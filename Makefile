@@ -33,7 +33,7 @@ test: venv-dev
 	$(VENV)/bin/lint-imports --no-cache  # the layering contracts in .importlinter
 	$(PY) -m pytest -q
 
-# the peer SAE libraries, for writing tests/fixtures/peers (not needed by the tests): their
+# the peer SAE libraries (for the live interop round trip, tests/fixtures/peers and the eval benchmark): their
 # packages with --no-deps plus the modules their SAE classes import, in their own venv
 PEERS ?= .peers
 PEER_PACKAGES = sae-lens==6.54.12 eai-sparsify==1.3.3 dictionary-learning==0.1.0 einops \
