@@ -39,7 +39,7 @@ PEERS ?= .peers
 PEER_PACKAGES = sae-lens==6.54.12 eai-sparsify==1.3.3 dictionary-learning==0.1.0 einops \
 	simple-parsing natsort pyyaml typing-extensions accelerate "transformer-lens<3" jaxtyping \
 	wadler-lindig datasets multiprocess pyarrow dill xxhash better-abc typeguard requests \
-	urllib3 certifi
+	urllib3 certifi docstring-parser
 
 peers: $(PEERS)/.installed
 

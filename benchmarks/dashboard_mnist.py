@@ -178,8 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         "digits.</p><table><tr><th>method</th><th>FVU</th><th>spliced accuracy</th><th>L0</th>"
         f"<th>dead latents</th></tr>{table}</table>"
     )
+    from sparseae.apps.sae_eval import cross_entropy, evaluate_dictionary, splice_eval
+
+    evaluation = evaluate_dictionary(sae, test_acts)
+    batches = [(xte[i : i + 1000], yte[i : i + 1000]) for i in range(0, len(xte), 1000)]
+    evaluation.update(splice_eval(clf, LAYER, batches, sae, cross_entropy))
+    panel = dashboard.evaluation_panel(evaluation, "evaluation on the 10,000 test digits")
     page = dashboard.write_page(
-        out / "dashboard_mnist.html", "MNIST classifier latents", cards, intro
+        out / "dashboard_mnist.html", "MNIST classifier latents", [panel, *cards], intro
     )
 
     result = {
@@ -192,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "sae_seconds_in_memory": memory_seconds,
         "streaming_over_memory": stream_seconds / memory_seconds,
         "quality": rows,
+        "evaluation": {k: v for k, v in evaluation.items() if k != "firing"},
         "latents_shown": latents,
         "history": history.records,
         "quick": args.quick,

@@ -162,9 +162,18 @@ def main(argv: list[str] | None = None) -> int:
         f"<table><tr><th>method</th><th>FVU</th><th>L0</th><th>dead latents</th></tr>{table}"
         "</table>"
     )
-    page = dashboard.write_page(out / "dashboard_text.html", "MiniLM token latents", cards, intro)
+    from sparseae.apps.sae_eval import evaluate_dictionary, splice_eval
+    from sparseae.apps.text import sentence_embedding_loss
+
+    evaluation = evaluate_dictionary(sae, test)
+    evaluation.update(splice_eval(model, LAYER, test_batches, sae, sentence_embedding_loss))
+    panel = dashboard.evaluation_panel(evaluation, "evaluation on the held-out sentences")
+    page = dashboard.write_page(
+        out / "dashboard_text.html", "MiniLM token latents", [panel, *cards], intro
+    )
     suffix = "_quick" if args.quick else ""
     result = {
+        "evaluation": {k: v for k, v in evaluation.items() if k != "firing"},
         "sentences_train": split,
         "sentences_test": len(sentences) - split,
         "token_rows": len(acts),

@@ -143,4 +143,22 @@ def test_round_trips_through_the_real_packages():
         pytest.skip(f"a peer package cannot be imported: {proc.stderr.strip().splitlines()[-1]}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     diffs = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert len(diffs) == 6 and max(diffs.values()) < 1e-5, diffs
+    assert len(diffs) == 7 and max(diffs.values()) < 1e-5, diffs
+
+
+def test_a_saelens_topk_trained_with_decoder_norm_rescaling_is_folded(tmp_path):
+    """SAELens' own rule (topk_sae.py): select on pre * ||d_j||, decode with unit atoms."""
+    folder = _copy("saelens_topk", tmp_path)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["rescale_acts_by_decoder_norm"] = True
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    t = load_file(str(folder / "sae_weights.safetensors"))
+    norms = t["W_dec"].norm(dim=1)
+    assert not torch.allclose(norms, torch.ones_like(norms))  # a training-mode folder
+    pre = (X - t["b_dec"]) @ t["W_enc"] + t["b_enc"]
+    scaled = pre * norms
+    top = scaled.topk(cfg["k"], dim=-1)
+    acts = torch.zeros_like(scaled).scatter_(-1, top.indices, top.values.relu())
+    expected = acts @ (t["W_dec"] / norms[:, None]) + t["b_dec"]
+    with torch.no_grad():
+        torch.testing.assert_close(sparseae.load(folder)(X), expected, atol=1e-5, rtol=1e-5)

@@ -168,3 +168,13 @@ def test_compile_failure_falls_back_to_eager_with_a_warning(monkeypatch):
     with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler"):
         hist = sparseae.fit(model, x, epochs=2, batch_size=32, progress=False, compile=True)
     assert hist["loss"][-1] < hist["loss"][0]
+
+
+def test_progress_advances_over_the_whole_run_and_ends_with_a_summary(capsys):
+    x, _ = digits(256)
+    model = _model()
+    sparseae.fit(model, x, x[:64], epochs=3, batch_size=32, progress=True)
+    err = capsys.readouterr().err
+    assert "24/24" in err  # one bar for the run: 3 epochs x 8 steps, advanced to the end
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("trained 3 epochs (24 steps) in") and "val_recon" in last

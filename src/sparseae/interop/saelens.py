@@ -6,8 +6,9 @@ Mapped: architectures ``standard`` (ReLU; its L1 was a training term), ``topk`` 
 mode ``expected_average_only_in`` needs no work at inference (SAELens folds its factor
 into the weights when saving). Refused with the reason: gated SAEs and transcoders (two
 encoder paths / another target), per-sample normalisations (``constant_norm_rescale``,
-``layer_norm``, whitening), ``hook_z`` reshaping, and decoder-norm rescaling of
-activations with decoder rows that are not unit norm."""
+``layer_norm``, whitening) and ``hook_z`` reshaping. A TopK SAE trained with
+``rescale_acts_by_decoder_norm`` (decoder rows not unit norm, as training folders hold them)
+is folded into plain weights."""
 
 from __future__ import annotations
 
@@ -37,17 +38,11 @@ def load(folder: Path) -> Any:
         w_enc, b_enc, w_dec, b_dec = t["W_enc"], t["b_enc"], t["W_dec"], t["b_dec"]
     except KeyError as exc:
         raise CheckpointError(f"{folder / WEIGHTS} has no tensor {exc}") from None
-    if cfg.get("rescale_acts_by_decoder_norm"):
-        norms = w_dec.norm(dim=1)
-        if not torch.allclose(norms, torch.ones_like(norms), atol=1e-4):
-            raise CheckpointError(
-                f"{folder / CONFIG}: rescale_acts_by_decoder_norm with decoder rows of norm "
-                f"{float(norms.min()):.3g}-{float(norms.max()):.3g} is not representable: fold "
-                "the decoder norm in SAELens first (fold_W_dec_norm) and save again"
-            )
+    arch = cfg.get("architecture", "standard")
     if cfg.get("apply_b_dec_to_input", True) is False:
         b_enc = b_enc + b_dec @ w_enc  # sparseae always subtracts b_dec before encoding
-    arch = cfg.get("architecture", "standard")
+    if cfg.get("rescale_acts_by_decoder_norm"):
+        w_enc, b_enc, w_dec = _fold_decoder_norm(w_enc, b_enc, w_dec, arch, folder)
     sparsity = ARCHITECTURES[arch]
     params = {"k": int(cfg["k"])} if arch == "topk" else {}
     sae = build_sae(sparsity, params, w_enc, b_enc, w_dec, b_dec, folder)
@@ -57,6 +52,18 @@ def load(folder: Path) -> Any:
         with torch.no_grad():
             sae.sparsity.log_threshold.copy_(log_threshold(t["threshold"]))
     return sae
+
+
+def _fold_decoder_norm(w_enc: Any, b_enc: Any, w_dec: Any, arch: str, folder: Path) -> tuple:
+    """SAELens' TopK with ``rescale_acts_by_decoder_norm`` selects on ``pre * ||d_j||`` and
+    decodes with unit atoms: exactly a plain TopK SAE whose encoder rows are scaled by the
+    norms and whose atoms are divided by them."""
+    if arch != "topk":
+        raise CheckpointError(
+            f"{folder / CONFIG}: rescale_acts_by_decoder_norm is mapped for topk SAEs only"
+        )
+    norms = w_dec.norm(dim=1).clamp_min(1e-12)
+    return w_enc * norms, b_enc * norms, w_dec / norms[:, None]
 
 
 def _refuse_unsupported(cfg: dict[str, Any], folder: Path) -> None:
