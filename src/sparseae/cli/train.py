@@ -12,7 +12,7 @@ from typing import Any
 
 from sparseae.cli import options
 
-MODELS = ("autoencoder", "sae", "sparse-coding")
+MODELS = ("autoencoder", "sae", "matryoshka-sae", "sparse-coding")
 from sparseae.training.config import RESUMABLE_CHANGES as RESUMABLE  # noqa: E402
 
 EXAMPLES = """\
@@ -23,6 +23,7 @@ examples:
   TopK dictionary (SAE) on activation shards, AuxK on dead latents, k warm-up:
     sparseae train --model sae --dataset acts/ --n-latents 3072 --sparsity topk --k 32 \\
       --dead-after 100000 --aux-k 256 --sparsity-warmup 1000 --normalize --out runs/sae
+  Matryoshka BatchTopK: --model matryoshka-sae --n-latents 1024 --widths 64,256 --k 16
   Arora et al.'s neural sparse coding: sparseae train --model sparse-coding --n-latents 256 --k 10
   Convolutional / recurrent / tied / denoising / greedy layer-wise autoencoders:
     --backbone conv [--conv-channels 16,32,64]   --backbone lstm --hidden 100 --n-latents 30
@@ -51,6 +52,12 @@ def add_parser(sub: Any, name: str = "train", model: str = "autoencoder") -> Non
     )
     g.add_argument(
         "--coding-lr", type=options.positive_float, default=0.05, help="sparse coding eta (0.05)"
+    )
+    g.add_argument(
+        "--widths",
+        type=options.int_list,
+        default=None,
+        help="matryoshka-sae: the inner prefix sizes, increasing, below --n-latents (e.g. 64,256)",
     )
     options.add_train_options(p)
     lw = p.add_argument_group("greedy layer-wise pre-training (mlp autoencoder)")

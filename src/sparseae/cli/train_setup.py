@@ -22,15 +22,8 @@ def build_model(args: argparse.Namespace, data: Any, train_cfg: Any) -> Any:
     _refuse_autoencoder_flags(args)
     if not args.n_latents:
         raise ConfigError(f"--model {args.model} needs --n-latents (the dictionary size)")
-    if args.model == "sae":
-        from sparseae.models.sae import SAE, SAEConfig
-
-        sparsity = args.sparsity or "topk"
-        params = options.sparsity_params_from_args(args, sparsity)
-        if sparsity in ("topk", "batchtopk"):
-            params.setdefault("k", 32)
-        code_act = args.code_activation or ("sigmoid" if sparsity == "kl" else "relu")
-        return SAE(SAEConfig(data.d_in, args.n_latents, sparsity, params, code_activation=code_act))
+    if args.model in ("sae", "matryoshka-sae"):
+        return _dictionary(args, data)
     from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig
 
     if args.sparsity is not None:
@@ -38,6 +31,25 @@ def build_model(args: argparse.Namespace, data: Any, train_cfg: Any) -> Any:
     return NeuralSparseCoding(
         SparseCodingConfig(data.d_in, args.n_latents, lr=args.coding_lr, target_l0=args.k or 10)
     )
+
+
+def _dictionary(args: argparse.Namespace, data: Any) -> Any:
+    from sparseae.models import MatryoshkaConfig, MatryoshkaSAE
+    from sparseae.models.sae import SAE, SAEConfig
+
+    matryoshka = args.model == "matryoshka-sae"
+    if args.widths is not None and not matryoshka:
+        raise ConfigError("--widths applies to --model matryoshka-sae only")
+    sparsity = args.sparsity or ("batchtopk" if matryoshka else "topk")
+    params = options.sparsity_params_from_args(args, sparsity)
+    if sparsity in ("topk", "batchtopk"):
+        params.setdefault("k", 32)
+    code_act = args.code_activation or ("sigmoid" if sparsity == "kl" else "relu")
+    common = dict(d_in=data.d_in, n_latents=args.n_latents, sparsity=sparsity,
+                  sparsity_params=params, code_activation=code_act)  # fmt: skip
+    if matryoshka:
+        return MatryoshkaSAE(MatryoshkaConfig(**common, widths=tuple(args.widths or ())))
+    return SAE(SAEConfig(**common))
 
 
 def _autoencoder(args: argparse.Namespace, data: Any, train_cfg: Any) -> Any:
@@ -139,7 +151,7 @@ def final_metrics(model: Any, data: Any, to_model: Callable[[Any], Any]) -> dict
         x = x.read(range(min(INIT_ROWS, len(x))))
     x = to_model(torch.as_tensor(x[:INIT_ROWS] if split == "train" else x))
     summary: dict[str, Any] = {"split": split, **evaluate(model, x)}
-    if getattr(model, "checkpoint_kind", "") == "sae":
+    if getattr(model, "checkpoint_kind", "") in ("sae", "matryoshka_sae"):
         summary.update(_dictionary_metrics(model, x))
     return summary
 
