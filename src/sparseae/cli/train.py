@@ -12,7 +12,7 @@ from typing import Any
 
 from sparseae.cli import options
 
-MODELS = ("autoencoder", "sae", "matryoshka-sae", "sparse-coding")
+MODELS = ("autoencoder", "sae", "matryoshka-sae", "gated-sae", "sparse-coding")
 from sparseae.training.config import RESUMABLE_CHANGES as RESUMABLE  # noqa: E402
 
 EXAMPLES = """\
@@ -24,6 +24,7 @@ examples:
     sparseae train --model sae --dataset acts/ --n-latents 3072 --sparsity topk --k 32 \\
       --dead-after 100000 --aux-k 256 --sparsity-warmup 1000 --normalize --out runs/sae
   Matryoshka BatchTopK: --model matryoshka-sae --n-latents 1024 --widths 64,256 --k 16
+  Gated SAE (Rajamanoharan et al. 2024): --model gated-sae --n-latents 1024 --weight 1e-3
   Arora et al.'s neural sparse coding: sparseae train --model sparse-coding --n-latents 256 --k 10
   Convolutional / recurrent / tied / denoising / greedy layer-wise autoencoders:
     --backbone conv [--conv-channels 16,32,64]   --backbone lstm --hidden 100 --n-latents 30

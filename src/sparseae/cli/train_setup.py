@@ -24,6 +24,13 @@ def build_model(args: argparse.Namespace, data: Any, train_cfg: Any) -> Any:
         raise ConfigError(f"--model {args.model} needs --n-latents (the dictionary size)")
     if args.model in ("sae", "matryoshka-sae"):
         return _dictionary(args, data)
+    if args.model == "gated-sae":
+        from sparseae.models import GatedConfig, GatedSAE
+
+        if args.sparsity is not None:
+            raise ConfigError("--model gated-sae has its own gate: drop --sparsity (keep --weight)")
+        weight = 1e-3 if args.weight is None else args.weight
+        return GatedSAE(GatedConfig(data.d_in, args.n_latents, weight=weight))
     from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig
 
     if args.sparsity is not None:
@@ -151,7 +158,7 @@ def final_metrics(model: Any, data: Any, to_model: Callable[[Any], Any]) -> dict
         x = x.read(range(min(INIT_ROWS, len(x))))
     x = to_model(torch.as_tensor(x[:INIT_ROWS] if split == "train" else x))
     summary: dict[str, Any] = {"split": split, **evaluate(model, x)}
-    if getattr(model, "checkpoint_kind", "") in ("sae", "matryoshka_sae"):
+    if getattr(model, "checkpoint_kind", "") in ("sae", "matryoshka_sae", "gated_sae"):
         summary.update(_dictionary_metrics(model, x))
     return summary
 

@@ -4,6 +4,7 @@ al.'s neural sparse coding."""
 
 from sparseae.models.autoencoder import Autoencoder, ModelConfig
 from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, SparseModel, StepOutput
+from sparseae.models.gated import GatedConfig, GatedSAE
 from sparseae.models.matryoshka import MatryoshkaConfig, MatryoshkaSAE
 from sparseae.models.sae import SAE, SAEConfig
 from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig
@@ -14,6 +15,8 @@ __all__ = [
     "Atoms",
     "Autoencoder",
     "ModelBase",
+    "GatedConfig",
+    "GatedSAE",
     "MatryoshkaConfig",
     "MatryoshkaSAE",
     "ModelConfig",
