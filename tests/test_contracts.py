@@ -198,3 +198,35 @@ def test_every_public_name_resolves_lazily():
         capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")}, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0 and int(out.stdout) > 20, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "sae"])
+def test_decoder_norm_l1_is_invariant_to_rescaling_a_latent_and_its_atom(kind):
+    torch.manual_seed(0)
+    x = torch.rand(64, 16)
+    penalties = {}
+    for name in ("l1_decnorm", "l1"):
+        if kind == "sae":
+            model = sparseae.SAE(d_in=16, n_latents=24, sparsity=name, sparsity_params={})
+        else:
+            model = sparseae.Autoencoder(d_in=16, n_latents=24, sparsity=name,
+                                         output_activation="linear")  # fmt: skip
+        atoms, enc = model.decoder_atoms(), model.encoder_atoms()
+        before = model.step(x)
+        j = int(before.code.mean(0).argmax())  # the busiest latent
+        with torch.no_grad():  # latent j three times stronger, its atom a third as long
+            enc.rows(enc.weight)[j] *= 3.0
+            enc.bias[j] *= 3.0
+            atoms.rows(atoms.weight)[j] /= 3.0
+        after = model.step(x)
+        torch.testing.assert_close(after.terms["recon"], before.terms["recon"])
+        penalties[name] = (float(before.terms["sparsity"]), float(after.terms["sparsity"]))
+    assert penalties["l1_decnorm"][0] == pytest.approx(penalties["l1_decnorm"][1], rel=1e-5)
+    assert penalties["l1"][1] > penalties["l1"][0] * 1.01  # plain L1 is not invariant
+
+
+def test_decoder_norm_l1_needs_a_linear_dictionary():
+    with pytest.raises(ConfigError, match="linear dictionary"):
+        sparseae.Autoencoder(d_in=8, hidden=[6], n_latents=4, sparsity="l1_decnorm").step(
+            torch.rand(4, 8)
+        )

@@ -106,6 +106,14 @@ class ModelBase(nn.Module):
     def decoder_atoms(self) -> Atoms | None:
         return None
 
+    def atom_norms(self) -> Tensor | None:
+        """Decoder-atom norms, for a sparsity that ``needs_atom_norms`` (else None: computed
+        only when asked for)."""
+        if not getattr(getattr(self, "sparsity", None), "needs_atom_norms", False):
+            return None
+        atoms = self.decoder_atoms_or_raise()
+        return atoms.rows(atoms.weight).norm(dim=1)
+
     def encoder_atoms(self) -> Atoms | None:
         """The encoder's per-latent rows and bias, where the encoder is one linear layer
         (resampling re-initialises them)."""

@@ -85,7 +85,7 @@ class MatryoshkaSAE(SAE):
             code = self.sparsity(a)
             x_hat = self.decode(code)
             inner = list(zip(self.config.widths, self.prefix_reconstructions(code), strict=True))
-            penalty = self.sparsity.penalty(a, code)
+            penalty = self.sparsity.penalty(a, code, self.atom_norms())
             pre = pre.detach()
         recon = F.mse_loss(x_hat, x)
         return {"recon": recon, "penalty": penalty, "inner": inner, "code": code,

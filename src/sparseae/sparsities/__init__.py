@@ -1,7 +1,7 @@
 """Sparsity mechanisms, one file each, all registered in `SPARSITIES` when this package is
 imported (timm's rule: the registry is a leaf, the package imports every entry)."""
 
-from sparseae.sparsities import batchtopk, jumprelu, kl, l1, none, topk  # noqa: F401
+from sparseae.sparsities import batchtopk, jumprelu, kl, l1, l1_decnorm, none, topk  # noqa: F401
 from sparseae.sparsities.base import (
     SPARSITIES,
     Sparsity,
@@ -14,12 +14,14 @@ from sparseae.sparsities.batchtopk import BatchTopKSparsity
 from sparseae.sparsities.jumprelu import JumpReLUSparsity
 from sparseae.sparsities.kl import KLSparsity, keras_kl_weight, kl_to_target
 from sparseae.sparsities.l1 import L1Sparsity
+from sparseae.sparsities.l1_decnorm import DecoderNormL1Sparsity
 from sparseae.sparsities.none import NoSparsity
 from sparseae.sparsities.topk import TopKSparsity, topk_mask
 
 __all__ = [
     "SPARSITIES",
     "BatchTopKSparsity",
+    "DecoderNormL1Sparsity",
     "JumpReLUSparsity",
     "KLSparsity",
     "L1Sparsity",

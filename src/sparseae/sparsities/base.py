@@ -41,8 +41,8 @@ class Sparsity(nn.Module):
       step (no autograd) may use this mechanism.
     - ``sparse_support``: `support` returns the kept entries, so a model may run sparse
       kernels over them instead of dense (batch x latents) products.
-    - ``fires``: a healthy run has non-zero codes (for collapse detection: every mechanism
-      but ``none`` can legitimately be asked to fire).
+    - ``needs_atom_norms``: `penalty` weighs latents by their decoder atoms' norms, so a
+      model passes ``atom_norms`` (a model without a linear dictionary refuses it).
     """
 
     name: ClassVar[str] = "base"
@@ -50,6 +50,7 @@ class Sparsity(nn.Module):
     needs_unit_interval: ClassVar[bool] = False
     fused: ClassVar[bool] = False
     sparse_support: ClassVar[bool] = False
+    needs_atom_norms: ClassVar[bool] = False
 
     def __init__(self, n_latents: int) -> None:
         super().__init__()
@@ -62,9 +63,10 @@ class Sparsity(nn.Module):
         """The code h from the code layer's activation a (identity unless overridden)."""
         return a
 
-    def penalty(self, a: Tensor, h: Tensor) -> Tensor:
+    def penalty(self, a: Tensor, h: Tensor, atom_norms: Tensor | None = None) -> Tensor:
         """The per-batch cost of the code; ``a`` is what `activate` was given, ``h`` what it
-        returned (both are needed by threshold mechanisms, whose STE looks below the cut)."""
+        returned (both are needed by threshold mechanisms, whose STE looks below the cut);
+        ``atom_norms`` (n_latents,) where the mechanism ``needs_atom_norms``."""
         return h.new_zeros(())
 
     def forward(self, a: Tensor) -> Tensor:

@@ -82,7 +82,7 @@ class JumpReLUSparsity(Sparsity):
         # relu first: a latent with negative activation never fires, whatever theta
         return _JumpReLUFunction.apply(torch.relu(a), self.theta, self.bandwidth)
 
-    def penalty(self, a: Tensor, h: Tensor) -> Tensor:
+    def penalty(self, a: Tensor, h: Tensor, atom_norms: Tensor | None = None) -> Tensor:
         if self.weight == 0:
             return h.new_zeros(())
         step = _StepFunction.apply(torch.relu(a), self.theta, self.bandwidth)

@@ -48,7 +48,7 @@ class KLSparsity(Sparsity):
         self.rho = float(rho)
         self.weight = check_nonnegative("kl weight", weight)
 
-    def penalty(self, a: Tensor, h: Tensor) -> Tensor:
+    def penalty(self, a: Tensor, h: Tensor, atom_norms: Tensor | None = None) -> Tensor:
         q = h.mean(dim=0).clamp(self.eps, 1.0 - self.eps)
         return self.weight * kl_to_target(q, self.rho).sum()
 

@@ -20,7 +20,7 @@ class L1Sparsity(Sparsity):
         super().__init__(n_latents)
         self.weight = check_nonnegative("l1 weight", weight)
 
-    def penalty(self, a: Tensor, h: Tensor) -> Tensor:
+    def penalty(self, a: Tensor, h: Tensor, atom_norms: Tensor | None = None) -> Tensor:
         return self.weight * h.abs().sum(dim=-1).mean()
 
     def fused_penalty(self, h: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -91,7 +91,7 @@ class Autoencoder(ModelBase):
         code = self.sparsity(a)
         logits = self.decode_logits(code)
         recon = self.reconstruction_loss(logits, x)
-        penalty = self.sparsity.penalty(a, code)
+        penalty = self.sparsity.penalty(a, code, self.atom_norms())
         x_hat = None
         if self.backbone.atoms() is not None and self.config.output_activation == "linear":
             x_hat = logits.detach()  # a linear dictionary: the residual AuxK explains

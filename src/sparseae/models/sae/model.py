@@ -132,7 +132,7 @@ class SAE(ModelBase):
             a = self.code_act(pre)
             code = self.sparsity(a)
             x_hat = self.decode(code)
-            penalty = self.sparsity.penalty(a, code)
+            penalty = self.sparsity.penalty(a, code, self.atom_norms())
             pre = pre.detach()
         recon = F.mse_loss(x_hat, x)
         terms = {"recon": recon, "sparsity": penalty}
