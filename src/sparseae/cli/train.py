@@ -12,7 +12,7 @@ from typing import Any
 
 from sparseae.cli import options
 
-MODELS = ("autoencoder", "sae", "matryoshka-sae", "gated-sae", "sparse-coding")
+MODELS = ("autoencoder", "sae", "matryoshka-sae", "gated-sae", "transcoder", "sparse-coding")
 from sparseae.training.config import RESUMABLE_CHANGES as RESUMABLE  # noqa: E402
 
 EXAMPLES = """\
@@ -25,6 +25,7 @@ examples:
       --dead-after 100000 --aux-k 256 --sparsity-warmup 1000 --normalize --out runs/sae
   Matryoshka BatchTopK: --model matryoshka-sae --n-latents 1024 --widths 64,256 --k 16
   Gated SAE (Rajamanoharan et al. 2024): --model gated-sae --n-latents 1024 --weight 1e-3
+  Transcoder on paired rows [input | output]: --model transcoder --d-out 384 --n-latents 3072
   Arora et al.'s neural sparse coding: sparseae train --model sparse-coding --n-latents 256 --k 10
   Convolutional / recurrent / tied / denoising / greedy layer-wise autoencoders:
     --backbone conv [--conv-channels 16,32,64]   --backbone lstm --hidden 100 --n-latents 30
@@ -54,6 +55,14 @@ def add_parser(sub: Any, name: str = "train", model: str = "autoencoder") -> Non
     g.add_argument(
         "--coding-lr", type=options.positive_float, default=0.05, help="sparse coding eta (0.05)"
     )
+    g.add_argument(
+        "--d-out",
+        type=options.positive_int,
+        default=None,
+        help="transcoder: the output width; each row is the layer's input then its output "
+        "(extract_activations(..., pair=True))",
+    )
+    g.add_argument("--skip", action="store_true", help="transcoder: add a linear skip connection")
     g.add_argument(
         "--widths",
         type=options.int_list,

@@ -24,6 +24,8 @@ def build_model(args: argparse.Namespace, data: Any, train_cfg: Any) -> Any:
         raise ConfigError(f"--model {args.model} needs --n-latents (the dictionary size)")
     if args.model in ("sae", "matryoshka-sae"):
         return _dictionary(args, data)
+    if args.model == "transcoder":
+        return _transcoder(args, data)
     if args.model == "gated-sae":
         from sparseae.models import GatedConfig, GatedSAE
 
@@ -57,6 +59,24 @@ def _dictionary(args: argparse.Namespace, data: Any) -> Any:
     if matryoshka:
         return MatryoshkaSAE(MatryoshkaConfig(**common, widths=tuple(args.widths or ())))
     return SAE(SAEConfig(**common))
+
+
+def _transcoder(args: argparse.Namespace, data: Any) -> Any:
+    from sparseae.models import Transcoder, TranscoderConfig
+
+    if not args.d_out or args.d_out >= data.d_in:
+        raise ConfigError(
+            f"--model transcoder needs --d-out below the row width {data.d_in}: each row is "
+            "the layer's input followed by its output"
+        )
+    sparsity = args.sparsity or "topk"
+    params = options.sparsity_params_from_args(args, sparsity)
+    if sparsity in ("topk", "batchtopk"):
+        params.setdefault("k", 32)
+    return Transcoder(
+        TranscoderConfig(d_in=data.d_in - args.d_out, d_out=args.d_out, n_latents=args.n_latents,
+                         sparsity=sparsity, sparsity_params=params, skip=args.skip)
+    )  # fmt: skip
 
 
 def _autoencoder(args: argparse.Namespace, data: Any, train_cfg: Any) -> Any:
@@ -107,6 +127,11 @@ def normalized_inputs(
     """(train, val, to_model): the inputs in the model's space and the map that takes the
     loader's arrays there. The model keeps the whole scaling as its input transform."""
     if data.transform is not None:
+        if model.row_width != model.d_in:
+            raise ConfigError(
+                "a transcoder's rows hold its input and its target: train on unscaled rows "
+                "(--scale none)"
+            )
         model.input_transform.set(*data.transform)
     x_train, x_val = data.train.x, data.val.x if len(data.val) else None
     if not args.normalize:

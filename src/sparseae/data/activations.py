@@ -107,15 +107,22 @@ def _rows(out: Tensor, mask: Tensor | None, reduce: str) -> tuple[Tensor, Tensor
     raise ConfigError(f"unknown reduce {reduce!r}: choose one of {', '.join(REDUCTIONS)}")
 
 
-def _catching_hook(layer: str | nn.Module, caught: list[Tensor]) -> Callable[..., None]:
-    """A forward hook that stores the layer's output in `caught` and raises `_Stop`, so the
+def _catching_hook(
+    layer: str | nn.Module, caught: list[Tensor], pair: bool = False
+) -> Callable[..., None]:
+    """A forward hook that stores the layer's output (with ``pair``: its input and output,
+    side by side on the last axis, for transcoders) in `caught` and raises `_Stop`, so the
     model's later layers never run (they would only cost time)."""
 
-    def hook(_module: nn.Module, _args: Any, output: Any) -> None:
+    def hook(_module: nn.Module, args: Any, output: Any) -> None:
         if isinstance(output, tuple | list):  # transformer blocks return (hidden, ...)
             output = output[0]
         if not isinstance(output, Tensor):
             raise ConfigError(f"layer {layer!r} does not output a tensor ({type(output)})")
+        if pair:
+            if not args or not isinstance(args[0], Tensor):
+                raise ConfigError(f"layer {layer!r} takes no tensor input to pair")
+            output = torch.cat([args[0].reshape(*output.shape[:-1], -1), output], dim=-1)
         caught.append(output.detach())
         raise _Stop
 
@@ -184,6 +191,7 @@ def extract_activations(
     device: str | torch.device = "cpu",
     reduce: str = "auto",
     limit_rows: int | None = None,
+    pair: bool = False,
 ) -> Activations:
     """Run ``model`` over ``inputs`` and collect ``layer``'s output rows.
 
@@ -194,6 +202,8 @@ def extract_activations(
     for (batch, seq, d) outputs, else flattened rows), ``tokens``, ``mean`` (masked mean over
     the sequence), ``first`` (e.g. [CLS]), ``flatten``. ``out``: a `ShardWriter` to stream rows
     to disk (with ``source``/``position`` extra columns) instead of keeping them in memory.
+    ``pair``: each row is the layer's input followed by its output, from one pass (the
+    training data of a transcoder).
     """
     if reduce not in REDUCTIONS:
         raise ConfigError(f"unknown reduce {reduce!r}: choose one of {', '.join(REDUCTIONS)}")
@@ -203,7 +213,7 @@ def extract_activations(
     was_training = model.training
     model.eval()
     model.to(dev)
-    handle = target.register_forward_hook(_catching_hook(layer, caught))
+    handle = target.register_forward_hook(_catching_hook(layer, caught, pair))
     collected = _Collected(out)
     seen = 0
     try:

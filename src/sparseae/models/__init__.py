@@ -8,6 +8,7 @@ from sparseae.models.gated import GatedConfig, GatedSAE
 from sparseae.models.matryoshka import MatryoshkaConfig, MatryoshkaSAE
 from sparseae.models.sae import SAE, SAEConfig
 from sparseae.models.sparse_coding import NeuralSparseCoding, SparseCodingConfig
+from sparseae.models.transcoder import Transcoder, TranscoderConfig
 
 __all__ = [
     "MODEL_KINDS",
@@ -25,4 +26,6 @@ __all__ = [
     "SparseCodingConfig",
     "SparseModel",
     "StepOutput",
+    "Transcoder",
+    "TranscoderConfig",
 ]

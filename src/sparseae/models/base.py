@@ -48,6 +48,7 @@ class StepOutput:
     code: Tensor
     pre: Tensor | None = None
     x_hat: Tensor | None = None
+    target: Tensor | None = None  # what x_hat approximates, where it is not the batch itself
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,11 @@ class ModelBase(nn.Module):
     @property
     def d_in(self) -> int:
         return int(self.config.d_in)
+
+    @property
+    def row_width(self) -> int:
+        """Features per training row (a transcoder's rows hold its input and its target)."""
+        return self.d_in
 
     def decoder_atoms(self) -> Atoms | None:
         return None

@@ -179,7 +179,8 @@ class AuxK:
         e_hat = F.embedding_bag(
             cols, weight, offsets, mode="sum", per_sample_weights=vals.to(weight.dtype)
         )
-        residual = (x.reshape(x.shape[0], -1) - out.x_hat).detach()
+        target = out.target if out.target is not None else x.reshape(x.shape[0], -1)
+        residual = (target - out.x_hat).detach()
         return (e_hat - residual).pow(2).sum(-1).mean() / residual_energy(residual)
 
 

@@ -153,7 +153,7 @@ class Trainer:
 
     def _check_data(self, probe: Tensor, xv: Tensor | None) -> None:
         """Data the model cannot use is refused before the first step, with the fix."""
-        d_in = getattr(self.model, "d_in", None)
+        d_in = getattr(self.model, "row_width", None)
         bce = getattr(getattr(self.model, "config", None), "loss", None) == "bce"
         for name, rows in (("training data", probe), ("validation data", xv)):
             if rows is None:

@@ -1,0 +1,125 @@
+"""Transcoder: a sparse dictionary that reads a layer's input and writes the layer's output
+(Dunefsky et al. 2024; sparsify's ``transcode``, SAELens' transcoders), so its latents
+explain what the layer computes rather than what it holds.
+
+    h = sparsity(code_activation(x_in @ W_enc + b_enc))
+    y_hat = h @ W_dec + b_dec  (+ x_in @ W_skip with ``skip``: a linear skip connection)
+
+Training rows are ``[x_in | y]`` side by side (``extract_activations(..., pair=True)`` writes
+them from one pass), so sources, shards, the trainer and DDP need nothing new; the loss and
+every evaluation are on the output ``y``. ``encode`` takes inputs, ``forward`` predicts
+outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from sparseae.config import Config, OneOf, Range
+from sparseae.data.transform import InputTransform
+from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, StepOutput
+from sparseae.models.code import check_code_activation
+from sparseae.nn_utils import activation
+from sparseae.sparsities import Sparsity, make_sparsity
+
+
+@dataclass(frozen=True)
+class TranscoderConfig(Config):
+    d_in: int
+    d_out: int
+    n_latents: int
+    sparsity: str = "topk"
+    sparsity_params: dict[str, Any] = field(default_factory=dict)
+    code_activation: str = "relu"
+    skip: bool = False
+
+    constraints = {
+        "d_in": Range(int, 1),
+        "d_out": Range(int, 1),
+        "n_latents": Range(int, 1),
+        "skip": OneOf(True, False),
+    }
+
+
+class Transcoder(ModelBase):
+    checkpoint_kind = "transcoder"
+    dictionary_defaults = {"unit_norm_decoder": True}
+
+    def __init__(self, config: TranscoderConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        self.config = config if config is not None else TranscoderConfig(**kwargs)
+        c = self.config
+        self.sparsity: Sparsity = make_sparsity(c.sparsity, c.n_latents, **c.sparsity_params)
+        check_code_activation(self.sparsity, c.code_activation)
+        self.code_act = activation(c.code_activation)
+        bound = 1.0 / c.d_in**0.5
+        self.W_enc = nn.Parameter(torch.empty(c.d_in, c.n_latents).uniform_(-bound, bound))
+        self.b_enc = nn.Parameter(torch.zeros(c.n_latents))
+        self.W_dec = nn.Parameter(F.normalize(torch.randn(c.n_latents, c.d_out), dim=1))
+        self.b_dec = nn.Parameter(torch.zeros(c.d_out))
+        self.W_skip = nn.Parameter(torch.zeros(c.d_in, c.d_out)) if c.skip else None
+        self.input_transform = InputTransform(c.d_in)
+
+    @property
+    def row_width(self) -> int:
+        return self.config.d_in + self.config.d_out
+
+    def split(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """A training row's input and target."""
+        return rows[:, : self.config.d_in], rows[:, self.config.d_in :]
+
+    def pre_activation(self, x_in: Tensor) -> Tensor:
+        return torch.addmm(self.b_enc, x_in, self.W_enc)
+
+    def code(self, x_in: Tensor) -> Tensor:
+        return self.sparsity(self.code_act(self.pre_activation(x_in)))
+
+    def encode(self, x_in: Tensor) -> Tensor:
+        return self.code(self.input_transform(x_in))
+
+    def decode(self, h: Tensor, x_in: Tensor | None = None) -> Tensor:
+        y = torch.addmm(self.b_dec, h, self.W_dec)
+        if self.W_skip is not None and x_in is not None:
+            y = y + x_in @ self.W_skip
+        return y
+
+    def forward(self, x_in: Tensor) -> Tensor:
+        """The predicted layer output for raw layer inputs."""
+        xt = self.input_transform(x_in)
+        return self.decode(self.code(xt), xt)
+
+    def step(self, rows: Tensor) -> StepOutput:
+        x_in, y = self.split(rows)
+        pre = self.pre_activation(x_in)
+        a = self.code_act(pre)
+        code = self.sparsity(a)
+        y_hat = self.decode(code, x_in)
+        recon = F.mse_loss(y_hat, y)
+        penalty = self.sparsity.penalty(a, code, self.atom_norms())
+        terms = {"recon": recon, "sparsity": penalty}
+        return StepOutput(recon + penalty, terms, code, pre.detach(), y_hat.detach(), y)
+
+    def encode_at(self, rows: Tensor, r: Tensor, c: Tensor, pre: Tensor | None = None) -> Tensor:
+        """AuxK's differentiable pre-activations, from the rows' input part."""
+        return self.pre_activation(self.split(rows)[0])[r, c]
+
+    def decoder_atoms(self) -> Atoms:
+        return Atoms(self.W_dec, self.b_dec)
+
+    def describe(self) -> str:
+        c = self.config
+        skip = " + linear skip" if c.skip else ""
+        return (
+            f"transcoder {c.d_in} -> {c.n_latents} latents -> {c.d_out}{skip}; sparsity: "
+            f"{self.sparsity.describe()}"
+        )
+
+
+@MODEL_KINDS.register("transcoder")
+def _build(config: dict[str, Any], source: str | None = None) -> Transcoder:
+    return Transcoder(TranscoderConfig.from_dict(config, source))

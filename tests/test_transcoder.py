@@ -1,0 +1,62 @@
+"""Transcoder: trained on (input, output) pairs of a real layer written in one extraction
+pass, evaluated on the output; AuxK explains the output's residual."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sparseae
+from sparseae.apps.classifier import train_classifier
+from sparseae.cli import main
+from sparseae.data.activations import extract_activations
+from sparseae.models import Transcoder
+
+from .helpers import digits
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    x, y = digits()
+    clf = train_classifier(x[:1000], y[:1000], epochs=2, seed=0, hidden=(48, 32))
+    rows = extract_activations(clf, "fc2", x, pair=True).x  # fc2's input (48) and output (32)
+    direct_in = extract_activations(clf, "act1", x).x
+    direct_out = extract_activations(clf, "fc2", x).x
+    return clf, rows, direct_in, direct_out
+
+
+def test_paired_extraction_holds_the_layers_input_and_output(pairs):
+    _, rows, direct_in, direct_out = pairs
+    assert rows.shape == (len(direct_in), 48 + 32)
+    torch.testing.assert_close(torch.as_tensor(rows[:, :48]), torch.as_tensor(direct_in))
+    torch.testing.assert_close(torch.as_tensor(rows[:, 48:]), torch.as_tensor(direct_out))
+
+
+def test_a_transcoder_learns_the_layer_and_is_evaluated_on_its_output(pairs):
+    clf, rows, direct_in, direct_out = pairs
+    torch.manual_seed(0)
+    model = Transcoder(d_in=48, d_out=32, n_latents=96, sparsity_params={"k": 8})
+    history = sparseae.fit(model, rows[:1400], rows[1400:], epochs=20, batch_size=64, lr=3e-3,
+                           dead_after=2000, aux_k=16)  # fmt: skip
+    assert history["val_recon"][-1] < 0.5 * history["val_recon"][0]
+    assert history.last["aux"] >= 0  # AuxK ran on the output's residual
+    with torch.no_grad():
+        pred = model(torch.as_tensor(direct_in[1400:]))
+        out = torch.as_tensor(direct_out[1400:])
+        mse = float(((pred - out) ** 2).mean())
+    assert mse == pytest.approx(history.last["val_recon"], rel=1e-4)  # val is the output's
+    assert mse < 0.2 * float(out.var())
+    assert (model.encode(torch.as_tensor(direct_in[:5])) != 0).sum(1).max() <= 8
+
+
+def test_it_trains_through_the_train_command_with_a_skip_connection(tmp_path, pairs, capsys):
+    import numpy as np
+
+    np.save(tmp_path / "pairs.npy", np.asarray(pairs[1]))
+    args = ["train", "--model", "transcoder", "--dataset", str(tmp_path / "pairs.npy"),
+            "--scale", "none", "--d-out", "32", "--skip", "--n-latents", "64", "--k", "8",
+            "--epochs", "2", "--no-progress", "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(args) == 0
+    model = sparseae.load(tmp_path / "run")
+    assert isinstance(model, Transcoder) and model.config.skip and model.row_width == 80
+    capsys.readouterr()
