@@ -106,3 +106,26 @@ def test_kl_refuses_a_code_outside_unit_interval():
 
 def test_keras_weight_conversion_matches_document_003():
     assert keras_kl_weight(0.05, 32) == pytest.approx(0.0015625)
+
+
+def test_lp_is_annealed_from_l1_towards_a_count_by_the_trainer():
+    from sparseae.sparsities import make_sparsity
+
+    h = torch.tensor([[0.0, 0.5, 2.0]])
+    lp = make_sparsity("lp", 3, weight=1.0, p=1.0, p_end=0.05, anneal_steps=10)
+    assert float(lp.penalty(h, h)) == pytest.approx(2.5, rel=1e-4)  # p = 1: the L1
+    lp.on_step(10)
+    assert float(lp.penalty(h, h)) == pytest.approx(2.0, abs=0.1)  # p -> 0: counts non-zeros
+    x, _ = digits(512)
+    torch.manual_seed(0)
+    params = {"weight": 1e-3, "p_end": 0.5, "anneal_steps": 12}
+    model = sparseae.SAE(d_in=64, n_latents=32, sparsity="lp", sparsity_params=params)
+    seen = []
+
+    class Spy(sparseae.Callback):
+        def on_step_end(self, trainer, out):
+            seen.append(model.sparsity.current_p)
+
+    sparseae.fit(model, x, epochs=2, batch_size=32, callbacks=[Spy()])
+    assert seen[0] == pytest.approx(1.0) and seen[-1] == pytest.approx(0.5)
+    assert seen[6] == pytest.approx(0.75) and seen == sorted(seen, reverse=True)

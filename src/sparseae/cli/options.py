@@ -255,6 +255,9 @@ SPARSITY_FLAGS: dict[str, tuple[Any, str]] = {
     "momentum": (finite_float, "batchtopk: EMA rate of the inference threshold (default 0.01)"),
     "bandwidth": (positive_float, "jumprelu: width of the STE window (default 1e-3)"),
     "threshold_init": (positive_float, "jumprelu: initial threshold (default 1e-3)"),
+    "p": (positive_float, "lp: the exponent, in (0, 1] (default 1: L1)"),
+    "p_end": (positive_float, "lp: the exponent after annealing (Karvonen et al. 2024)"),
+    "anneal_steps": (nonnegative_int, "lp: steps over which p moves to --p-end (default 0)"),
 }
 
 

@@ -72,6 +72,11 @@ class Sparsity(nn.Module):
     def forward(self, a: Tensor) -> Tensor:
         return self.activate(a)
 
+    def on_step(self, step: int) -> None:
+        """Called by the trainer before each training step with the global step, for
+        mechanisms whose parameters follow a schedule (a pure function of the step, so
+        resume is exact). The trainer only calls it where a subclass overrides it."""
+
     # -- for sparse kernels (``sparse_support``) ----------------------------------------------
     def support(self, a: Tensor) -> tuple[Tensor, Tensor]:
         """(rows, cols) of the entries `activate` keeps, rows ascending. Valid on any

@@ -27,6 +27,7 @@ from sparseae import checkpoint
 from sparseae.data.tensors import as_tensor
 from sparseae.devices import resolve_device
 from sparseae.errors import ConfigError, DataError, TrainingDivergedError
+from sparseae.sparsities.base import Sparsity
 from sparseae.training import dictionary, distributed, state
 from sparseae.training.callbacks import Callback, History, overrides
 from sparseae.training.config import RESUMABLE_CHANGES, TrainConfig
@@ -196,6 +197,9 @@ class Trainer:
         ]
         self.step_end = [cb.on_step_end for cb in self.callbacks if overrides(cb, "on_step_end")]
         self.base_lrs = [cfg.lr for _ in self.optimizer.param_groups] if self.optimizer else []
+        sparsity = getattr(self.model, "sparsity", None)
+        scheduled = sparsity is not None and type(sparsity).on_step is not Sparsity.on_step
+        self.sparsity_schedule = sparsity.on_step if scheduled else None
 
     # -- the loop -------------------------------------------------------------------------------
     def _run_epoch(self, source: Any, xv: Tensor | None) -> None:
@@ -239,6 +243,8 @@ class Trainer:
             for g, base in zip(opt.param_groups, self.base_lrs, strict=True):
                 g["lr"] = base * f
         self.last_batch = xb
+        if self.sparsity_schedule is not None:
+            self.sparsity_schedule(self.global_step)
         if self.fused is not None:  # forward and gradients in one hand-derived pass
             out = self.fused.step(xb)
         else:
