@@ -2,8 +2,10 @@
 three sparsity settings, on the same activations and token budget, with wall time per step.
 
 Architectures and peers (dictionary_learning 0.1.0, its own trainer classes and losses,
-``update(step, x)`` per batch): Matryoshka BatchTopK (``MatryoshkaBatchTopKTrainer``) and the
-decoder-norm-weighted L1 ReLU SAE (``StandardTrainerAprilUpdate``). The peers' warm-ups
+``update(step, x)`` per batch): Matryoshka BatchTopK (``MatryoshkaBatchTopKTrainer``), the
+decoder-norm-weighted L1 ReLU SAE (``StandardTrainerAprilUpdate``), the gated SAE
+(``GatedSAETrainer``) and p-annealing of an Lp^p penalty towards p = 0.2
+(``PAnnealTrainer``). The peers' warm-ups
 (1,000 lr steps, 2,000 sparsity steps, BatchTopK's threshold from step 1,000) are tuned for
 millions of tokens; here they are cut to a tenth of the run. Activations: the MNIST
 classifier's ``act2`` (128 units, 55,000 training rows, the 10,000 test rows held out).
@@ -12,8 +14,8 @@ One command (the peer lives in its own venv, ``make peers``):
 
     make bench-architectures     # or: .peers/bin/python benchmarks/architectures.py
 
-writes benchmarks/results/architectures.{md,json,png}. Still to add: gated SAEs,
-p-annealing and transcoders against their peers, and MiniLM token activations.
+writes benchmarks/results/architectures.{md,json,png}. Still to add: transcoders against
+sparsify's, and MiniLM token activations.
 """
 
 from __future__ import annotations
@@ -56,9 +58,16 @@ def ours(arch: str, knob: float, x: torch.Tensor) -> tuple:
             d_in=x.shape[1], n_latents=N, widths=(64, 256), sparsity_params={"k": int(knob)}
         )
         cfg = sparseae.TrainConfig(epochs=EPOCHS, batch_size=BATCH)
+    elif arch == "gated":
+        model = sparseae.GatedSAE(d_in=x.shape[1], n_latents=N, weight=knob)
+        cfg = sparseae.TrainConfig(epochs=EPOCHS, batch_size=BATCH)
     else:
-        model = sparseae.SAE(d_in=x.shape[1], n_latents=N, sparsity="l1_decnorm",
-                             sparsity_params={"weight": knob})  # fmt: skip
+        sparsity = "l1_decnorm" if arch == "l1" else "lp"
+        params = {"weight": knob}
+        if arch == "lp":  # Karvonen et al.: from L1 towards p = 0.2 over the run
+            params.update(p=1.0, p_end=0.2, anneal_steps=EPOCHS * -(-len(x) // BATCH))
+        model = sparseae.SAE(d_in=x.shape[1], n_latents=N, sparsity=sparsity,
+                             sparsity_params=params)  # fmt: skip
         cfg = sparseae.TrainConfig(epochs=EPOCHS, batch_size=BATCH, unit_norm_decoder=False)
     t0 = time.perf_counter()
     trainer = sparseae.Trainer(model, cfg, progress=False)
@@ -81,6 +90,14 @@ def peer(arch: str, knob: float, x: torch.Tensor) -> tuple:
             threshold_start_step=warm,
             **common,
         )
+    elif arch == "gated":
+        mod = shallow("dictionary_learning.trainers", "gdm")
+        trainer = mod.GatedSAETrainer(l1_penalty=knob, sparsity_warmup_steps=warm, **common)
+    elif arch == "lp":
+        mod = shallow("dictionary_learning.trainers", "p_anneal")
+        trainer = mod.PAnnealTrainer(initial_sparsity_penalty=knob, sparsity_warmup_steps=warm,
+                                     sparsity_function="Lp^p", anneal_start=warm, p_end=0.2,
+                                     **common)  # fmt: skip
     else:
         mod = shallow("dictionary_learning.trainers", "standard")
         trainer = mod.StandardTrainerAprilUpdate(l1_penalty=knob, sparsity_warmup_steps=warm,
@@ -101,13 +118,16 @@ def peer(arch: str, knob: float, x: torch.Tensor) -> tuple:
 GRIDS = {
     "matryoshka": {"sparseae": [8, 16, 32], "dictionary_learning": [8, 16, 32]},
     "decoder-norm L1": {"sparseae": [3e-3, 1e-2, 3e-2], "dictionary_learning": [0.3, 1.0, 3.0]},
+    "gated": {"sparseae": [3e-3, 1e-2, 3e-2], "dictionary_learning": [0.3, 1.0, 3.0]},
+    "p-annealing": {"sparseae": [1e-3, 3e-3, 1e-2], "dictionary_learning": [0.1, 0.3, 1.0]},
 }
+KEYS = {"matryoshka": "matryoshka", "decoder-norm L1": "l1", "gated": "gated", "p-annealing": "lp"}
 
 
 def run(x_train: torch.Tensor, x_test: torch.Tensor) -> list[dict]:
     rows = []
     for arch, grids in GRIDS.items():
-        key = "matryoshka" if arch == "matryoshka" else "l1"
+        key = KEYS[arch]
         for lib, knobs in grids.items():
             for knob in knobs:
                 train = ours if lib == "sparseae" else peer
@@ -125,14 +145,16 @@ def figure(rows: list[dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, len(GRIDS), figsize=(5 * len(GRIDS), 3.6), dpi=100)
+    fig, axes = plt.subplots(1, len(GRIDS), figsize=(4.5 * len(GRIDS), 3.6), dpi=100)
     for ax, arch in zip(np.atleast_1d(axes), GRIDS, strict=True):
         for lib, style in (("sparseae", "o-"), ("dictionary_learning", "s--")):
             pts = sorted((r["l0"], r["fvu"]) for r in rows
                          if r["architecture"] == arch and r["library"] == lib)  # fmt: skip
             ax.plot(*zip(*pts, strict=True), style, label=lib)
         ax.set(title=arch, xlabel="L0 (held-out)", ylabel="FVU (held-out)", xscale="log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
