@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -58,38 +57,23 @@ class MatryoshkaSAE(SAE):
         return [code[:, :w] @ self.W_dec[:w] + self.b_dec for w in self.config.widths]
 
     def _step(self, x: Tensor) -> StepOutput:
-        out = self._outer_step(x)
-        inner = {f"prefix_{w}": F.mse_loss(x_hat, x) for w, x_hat in out.pop("inner")}
-        terms = {"recon": out["recon"], "sparsity": out["penalty"], **inner}
-        total = out["recon"] + out["penalty"] + sum(inner.values())
-        return StepOutput(total, terms, out["code"], out["pre"], out["x_hat"])
+        f = self.forward_parts(x)
+        recon = F.mse_loss(f.x_hat, x)
+        inner = {f"prefix_{w}": F.mse_loss(x_hat, x) for w, x_hat in self._prefixes(f, x)}
+        terms = {"recon": recon, "sparsity": f.penalty, **inner}
+        total = recon + f.penalty + sum(inner.values())
+        return StepOutput(total, terms, f.code, f.pre, f.x_hat.detach())
 
-    def _outer_step(self, x: Tensor) -> dict[str, Any]:
-        batch, n = x.shape[0], self.n_latents
-        if self.uses_sparse_path:
-            with torch.no_grad():
-                pre = self.pre_activation(x)
-            rows, cols, vals = self.encode_sparse(x, pre)
-            x_hat = self.decode_sparse(rows, cols, vals, batch)
-            inner = []
-            for w in self.config.widths:
-                keep = cols < w  # rows stay ascending: a prefix is a subset of each bag
-                part = kernels.sparse_decode(rows[keep], cols[keep], vals[keep], self.W_dec, batch)
-                inner.append((w, part + self.b_dec))
-            as_code = kernels.to_coo if self.training else kernels.to_dense
-            code = as_code(rows, cols, vals.detach(), batch, n)
-            penalty = x.new_zeros(())
-        else:
-            pre = self.pre_activation(x)
-            a = self.code_act(pre)
-            code = self.sparsity(a)
-            x_hat = self.decode(code)
-            inner = list(zip(self.config.widths, self.prefix_reconstructions(code), strict=True))
-            penalty = self.sparsity.penalty(a, code, self.atom_norms())
-            pre = pre.detach()
-        recon = F.mse_loss(x_hat, x)
-        return {"recon": recon, "penalty": penalty, "inner": inner, "code": code,
-                "pre": pre.detach(), "x_hat": x_hat.detach()}  # fmt: skip
+    def _prefixes(self, f: Any, x: Tensor) -> list[tuple[int, Tensor]]:
+        if f.dense is not None:
+            return list(zip(self.config.widths, self.prefix_reconstructions(f.dense), strict=True))
+        rows, cols, vals = f.sparse
+        out = []
+        for w in self.config.widths:
+            keep = cols < w  # rows stay ascending: a prefix is a subset of each bag
+            part = kernels.sparse_decode(rows[keep], cols[keep], vals[keep], self.W_dec, x.shape[0])
+            out.append((w, part + self.b_dec))
+        return out
 
     def describe(self) -> str:
         return f"Matryoshka {super().describe()}; nested prefixes {list(self.config.widths)}"

@@ -11,7 +11,7 @@ work on this model through `decoder_atoms` and `encode_at`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -24,6 +24,19 @@ from sparseae.models.sae import kernels
 from sparseae.models.sae.config import LEGACY_TRAINING_KEYS, SAEConfig
 from sparseae.nn_utils import activation
 from sparseae.sparsities import Sparsity, make_sparsity
+
+
+class ForwardParts(NamedTuple):
+    """What one training pass computes: the reconstruction, the code as the trainer sees
+    it, the detached pre-activation, the penalty, and the differentiable code itself as
+    ``sparse`` (rows, cols, values) or ``dense`` (one of the two is None)."""
+
+    x_hat: Tensor
+    code: Tensor
+    pre: Tensor
+    penalty: Tensor
+    sparse: tuple[Tensor, Tensor, Tensor] | None
+    dense: Tensor | None
 
 
 class SAE(ModelBase):
@@ -116,6 +129,13 @@ class SAE(ModelBase):
         return self._step(x)
 
     def _step(self, x: Tensor) -> StepOutput:
+        f = self.forward_parts(x)
+        recon = F.mse_loss(f.x_hat, x)
+        terms = {"recon": recon, "sparsity": f.penalty}
+        return StepOutput(recon + f.penalty, terms, f.code, f.pre, f.x_hat.detach())
+
+    def forward_parts(self, x: Tensor) -> ForwardParts:
+        """One differentiable pass on transformed x, for this step and subclasses' terms."""
         batch, n = x.shape[0], self.n_latents
         if self.uses_sparse_path:
             with torch.no_grad():
@@ -126,17 +146,12 @@ class SAE(ModelBase):
             # for the trainer's sparsity statistics
             as_code = kernels.to_coo if self.training else kernels.to_dense
             code = as_code(rows, cols, vals.detach(), batch, n)
-            penalty = x.new_zeros(())
-        else:
-            pre = self.pre_activation(x)
-            a = self.code_act(pre)
-            code = self.sparsity(a)
-            x_hat = self.decode(code)
-            penalty = self.sparsity.penalty(a, code, self.atom_norms())
-            pre = pre.detach()
-        recon = F.mse_loss(x_hat, x)
-        terms = {"recon": recon, "sparsity": penalty}
-        return StepOutput(recon + penalty, terms, code, pre, x_hat.detach())
+            return ForwardParts(x_hat, code, pre, x.new_zeros(()), (rows, cols, vals), None)
+        pre = self.pre_activation(x)
+        a = self.code_act(pre)
+        h = self.sparsity(a)
+        penalty = self.sparsity.penalty(a, h, self.atom_norms())
+        return ForwardParts(self.decode(h), h, pre.detach(), penalty, None, h)
 
     def decoder_atoms(self) -> Atoms:
         return Atoms(self.W_dec, self.b_dec)
