@@ -25,10 +25,13 @@ FOREIGN = {
     "saelens_topk": "saelens",
     "saelens_jumprelu": "saelens",
     "saelens_standard": "saelens",
+    "saelens_gated": "saelens",
     "sparsify_topk": "sparsify",
     "dl_topk": "dictionary-learning",
     "dl_batchtopk": "dictionary-learning",
     "dl_standard": "dictionary-learning",
+    "dl_gated": "dictionary-learning",
+    "dl_matryoshka": "dictionary-learning",
 }
 
 
@@ -36,7 +39,7 @@ FOREIGN = {
 def test_a_peer_folder_is_detected_and_loads_to_the_peers_outputs(name):
     assert detect_format(PEERS / name) == FOREIGN[name]
     model = sparseae.load(PEERS / name)
-    assert isinstance(model, sparseae.SAE)
+    assert isinstance(model, sparseae.SAE | sparseae.GatedSAE)
     with torch.no_grad():
         torch.testing.assert_close(
             model.encode(X), EXPECTED[f"{name}.encode"], atol=1e-5, rtol=1e-5
@@ -77,13 +80,13 @@ def _copy(name: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize(
     ("name", "file", "change", "message"),
     [
-        ("saelens_topk", "cfg.json", {"architecture": "gated"}, "architecture 'gated'"),
+        ("saelens_topk", "cfg.json", {"architecture": "transcoder"}, "architecture 'transcoder'"),
         ("saelens_topk", "cfg.json", {"normalize_activations": "constant_norm_rescale"},
          "rescales each input"),
         ("sparsify_topk", "cfg.json", {"skip_connection": True}, "skip connection"),
         ("sparsify_topk", "cfg.json", {"transcode": True}, "transcoder"),
-        ("dl_topk", "config.json", {"trainer": {"dict_class": "GatedAutoEncoder"}},
-         "'GatedAutoEncoder' is not representable"),
+        ("dl_topk", "config.json", {"trainer": {"dict_class": "CrossCoder"}},
+         "'CrossCoder' is not representable"),
     ],
 )  # fmt: skip
 def test_what_the_dictionary_model_cannot_represent_is_refused(tmp_path, name, file, change,

@@ -4,7 +4,8 @@ whose ``trainer`` block names ``dict_class``, ``activation_dim``, ``dict_size``,
 ``ae.pt`` is a pickle container: it is read only with ``torch.load(weights_only=True)``,
 which restores tensors and refuses any other object, so a hostile file cannot run code.
 Mapped: ``AutoEncoder`` (ReLU), ``AutoEncoderTopK``, ``BatchTopKSAE`` (its inference
-threshold), ``JumpReluAutoEncoder``. Refused: gated and Matryoshka dictionaries."""
+threshold), ``JumpReluAutoEncoder``, ``GatedAutoEncoder`` (to `GatedSAE`) and
+``MatryoshkaBatchTopKSAE`` (to `MatryoshkaSAE`, its group sizes as nested widths)."""
 
 from __future__ import annotations
 
@@ -75,11 +76,45 @@ def _build(cls: Any, s: dict[str, torch.Tensor], trainer: dict[str, Any], folder
         with torch.no_grad():
             sae.sparsity.log_threshold.copy_(log_threshold(s["threshold"]))
         return sae
+    if cls == "GatedAutoEncoder":
+        return _gated(s, folder)
+    if cls == "MatryoshkaBatchTopKSAE":
+        return _matryoshka(s, trainer, folder)
     raise CheckpointError(
-        f"{folder / CONFIG}: dictionary_learning class {cls!r} is not representable by the "
-        "one-layer dictionary SAE (mapped: AutoEncoder, AutoEncoderTopK, BatchTopKSAE, "
-        "JumpReluAutoEncoder)"
+        f"{folder / CONFIG}: dictionary_learning class {cls!r} is not representable (mapped: "
+        "AutoEncoder, AutoEncoderTopK, BatchTopKSAE, JumpReluAutoEncoder, GatedAutoEncoder, "
+        "MatryoshkaBatchTopKSAE)"
     )
+
+
+def _gated(s: dict[str, torch.Tensor], folder: Path) -> Any:
+    from sparseae.models.gated import GatedConfig, GatedSAE
+
+    n, d = s["encoder.weight"].shape
+    model = GatedSAE(GatedConfig(d_in=d, n_latents=n))
+    with torch.no_grad():
+        model.W_enc.copy_(s["encoder.weight"].t())
+        model.W_dec.copy_(s["decoder.weight"].t())
+        model.b_dec.copy_(s["decoder_bias"])
+        model.b_gate.copy_(s["gate_bias"])
+        model.b_mag.copy_(s["mag_bias"])
+        model.r_mag.copy_(s["r_mag"])
+    return model
+
+
+def _matryoshka(s: dict[str, torch.Tensor], trainer: dict[str, Any], folder: Path) -> Any:
+    from sparseae.models.matryoshka import MatryoshkaConfig, MatryoshkaSAE
+
+    d, n = s["W_enc"].shape
+    widths = tuple(int(w) for w in torch.cumsum(s["group_sizes"], 0)[:-1])
+    k = int(s["k"]) if "k" in s else int(trainer["k"])
+    config = MatryoshkaConfig(d_in=d, n_latents=n, sparsity_params={"k": k}, widths=widths)
+    model = MatryoshkaSAE(config)
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(model, name).copy_(s[name])
+        model.sparsity.threshold.copy_(s["threshold"].float().reshape(()))
+    return model
 
 
 def save(model: Any, folder: Path) -> Path:

@@ -1,14 +1,15 @@
 """SAELens folders: ``cfg.json`` + ``sae_weights.safetensors`` (``W_enc (d_in, d_sae)``,
-``b_enc``, ``W_dec (d_sae, d_in)``, ``b_dec``; JumpReLU adds ``threshold``).
+``b_enc``, ``W_dec (d_sae, d_in)``, ``b_dec``; JumpReLU adds ``threshold``, gated SAEs
+``b_gate``, ``b_mag``, ``r_mag``).
 
-Mapped: architectures ``standard`` (ReLU; its L1 was a training term), ``topk`` and
-``jumprelu``; ``apply_b_dec_to_input=False`` is folded into the encoder bias; the norm-scaling
-mode ``expected_average_only_in`` needs no work at inference (SAELens folds its factor
-into the weights when saving). Refused with the reason: gated SAEs and transcoders (two
-encoder paths / another target), per-sample normalisations (``constant_norm_rescale``,
-``layer_norm``, whitening) and ``hook_z`` reshaping. A TopK SAE trained with
+Mapped: architectures ``standard`` (ReLU; its L1 was a training term), ``topk``,
+``jumprelu`` and ``gated`` (to `GatedSAE`); ``apply_b_dec_to_input=False`` is folded into the
+encoder biases; the norm-scaling mode ``expected_average_only_in`` needs no work at
+inference (SAELens folds its factor into the weights when saving). A TopK SAE trained with
 ``rescale_acts_by_decoder_norm`` (decoder rows not unit norm, as training folders hold them)
-is folded into plain weights."""
+is folded into plain weights. Refused with the reason: transcoders (another target),
+per-sample normalisations (``constant_norm_rescale``, ``layer_norm``, whitening) and
+``hook_z`` reshaping."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from sparseae.errors import CheckpointError
 from sparseae.interop.common import build_sae, exportable, log_threshold, read_json
 
 CONFIG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
-ARCHITECTURES = {"standard": "none", "topk": "topk", "jumprelu": "jumprelu"}
+ARCHITECTURES = {"standard": "none", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
 
 
 def is_folder(folder: Path) -> bool:
@@ -34,6 +35,8 @@ def load(folder: Path) -> Any:
     cfg = read_json(folder / CONFIG)
     _refuse_unsupported(cfg, folder)
     t = load_tensors(folder / WEIGHTS)
+    if cfg.get("architecture") == "gated":
+        return _gated(t, cfg, folder)
     try:
         w_enc, b_enc, w_dec, b_dec = t["W_enc"], t["b_enc"], t["W_dec"], t["b_dec"]
     except KeyError as exc:
@@ -52,6 +55,28 @@ def load(folder: Path) -> Any:
         with torch.no_grad():
             sae.sparsity.log_threshold.copy_(log_threshold(t["threshold"]))
     return sae
+
+
+def _gated(t: dict[str, torch.Tensor], cfg: dict[str, Any], folder: Path) -> Any:
+    """SAELens' gated SAE is sparseae's `GatedSAE` tensor for tensor (b_dec folded into the
+    biases where SAELens does not subtract it from the input)."""
+    from sparseae.models.gated import GatedConfig, GatedSAE
+
+    try:
+        w_enc, w_dec, b_dec = t["W_enc"], t["W_dec"], t["b_dec"]
+        b_gate, b_mag, r_mag = t["b_gate"], t["b_mag"], t["r_mag"]
+    except KeyError as exc:
+        raise CheckpointError(f"{folder / WEIGHTS} has no tensor {exc}") from None
+    if cfg.get("apply_b_dec_to_input", True) is False:
+        b_gate = b_gate + b_dec @ w_enc
+        b_mag = b_mag + b_dec @ (w_enc * r_mag.exp())
+    d, n = w_enc.shape
+    model = GatedSAE(GatedConfig(d_in=d, n_latents=n))
+    with torch.no_grad():
+        for name, value in (("W_enc", w_enc), ("W_dec", w_dec), ("b_dec", b_dec),
+                            ("b_gate", b_gate), ("b_mag", b_mag), ("r_mag", r_mag)):  # fmt: skip
+            getattr(model, name).copy_(value.float())
+    return model
 
 
 def _fold_decoder_norm(w_enc: Any, b_enc: Any, w_dec: Any, arch: str, folder: Path) -> tuple:
