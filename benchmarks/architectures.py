@@ -14,8 +14,9 @@ One command (the peer lives in its own venv, ``make peers``):
 
     make bench-architectures     # or: .peers/bin/python benchmarks/architectures.py
 
-writes benchmarks/results/architectures.{md,json,png}. Still to add: transcoders against
-sparsify's, and MiniLM token activations.
+writes benchmarks/results/architectures.{md,json,png}. Transcoders run against sparsify's
+``SparseCoder(transcode=True)`` on the classifier's ``fc2`` (its input and output from one
+``extract_activations(pair=True)`` pass). Still to add: MiniLM token activations.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from make_peer_checkpoints import shallow  # noqa: E402
 
@@ -114,6 +116,66 @@ def peer(arch: str, knob: float, x: torch.Tensor) -> tuple:
     return ae.encode, ae.decode, seconds / step
 
 
+def transcoders(pairs_train: torch.Tensor, pairs_test: torch.Tensor) -> list[dict]:
+    """sparseae's Transcoder against sparsify's SparseCoder(transcode=True) on the MNIST
+    classifier's fc2 (a 128-128-wide classifier: sparsify's transcoders keep the width),
+    k = 8, 16, 32: FVU of the predicted output."""
+    from eval_vs_sparsify import sparsify_module
+
+    sc = sparsify_module()
+    d_in = d_out = pairs_train.shape[1] // 2
+    x_in, y = pairs_test[:, :d_in], pairs_test[:, d_in:]
+    rows = []
+    for k in (8, 16, 32):
+        torch.manual_seed(0)
+        ours = sparseae.Transcoder(d_in=d_in, d_out=d_out, n_latents=N, sparsity_params={"k": k})
+        t0 = time.perf_counter()
+        trainer = sparseae.Trainer(ours, sparseae.TrainConfig(epochs=EPOCHS, batch_size=BATCH))
+        trainer.fit(pairs_train)
+        per_step = (time.perf_counter() - t0) / trainer.global_step
+        ours.eval()
+        rows.append(_transcoder_row("sparseae", k, ours, ours.code, x_in, y, per_step))
+        torch.manual_seed(0)
+        peer = sc.SparseCoder(d_in, sc.SparseCoderConfig(num_latents=N, k=k, transcode=True))
+        opt = torch.optim.Adam(peer.parameters(), lr=2e-4 / (N / 2**14) ** 0.5)
+        g, step, t0 = torch.Generator().manual_seed(0), 0, time.perf_counter()
+        steps = EPOCHS * -(-len(pairs_train) // BATCH)
+        for _ in range(EPOCHS):
+            perm = torch.randperm(len(pairs_train), generator=g)
+            for i in range(0, len(pairs_train), BATCH):
+                b = pairs_train[perm[i : i + BATCH]]
+                for group in opt.param_groups:  # sparsify's Adam warm-up, a tenth of the run
+                    group["lr"] = 2e-4 / (N / 2**14) ** 0.5 * min(1.0, (step + 1) / (steps / 10))
+                out = peer(b[:, :d_in], b[:, d_in:])
+                opt.zero_grad(set_to_none=True)
+                out.fvu.backward()
+                opt.step()
+                step += 1
+        per_step = (time.perf_counter() - t0) / step
+
+        def peer_predict(xb: torch.Tensor, peer=peer) -> torch.Tensor:
+            enc = peer.encode(xb)
+            return peer.decode(enc.top_acts, enc.top_indices)
+
+        def peer_code(xb: torch.Tensor, peer=peer) -> torch.Tensor:
+            enc = peer.encode(xb)
+            return torch.zeros(len(xb), N).scatter_(-1, enc.top_indices, enc.top_acts)
+
+        rows.append(_transcoder_row("sparsify", k, peer_predict, peer_code, x_in, y, per_step))
+    return rows
+
+
+def _transcoder_row(lib: str, k: int, predict, code, x_in, y, per_step: float) -> dict:
+    with torch.no_grad():
+        y_hat, h = predict(x_in), code(x_in)
+    fvu = float((y - y_hat).pow(2).sum() / (y - y.mean(0)).pow(2).sum())
+    l0 = float((h != 0).sum(1).float().mean())
+    print(f"transcoder       {lib:20s} {k:<8g} FVU {fvu:.4f} L0 {l0:6.1f} "
+          f"{1000 * per_step:.2f} ms/step", flush=True)  # fmt: skip
+    return {"architecture": "transcoder", "library": lib, "knob": k, "fvu": fvu, "l0": l0,
+            "ms_per_step": 1000 * per_step}  # fmt: skip
+
+
 # knob grids chosen to span similar L0 ranges on these activations for each library
 GRIDS = {
     "matryoshka": {"sparseae": [8, 16, 32], "dictionary_learning": [8, 16, 32]},
@@ -147,9 +209,11 @@ def figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
-    fig, axes = plt.subplots(1, len(GRIDS), figsize=(4.5 * len(GRIDS), 3.6), dpi=100)
-    for ax, arch in zip(np.atleast_1d(axes), GRIDS, strict=True):
-        for lib, style in (("sparseae", "o-"), ("dictionary_learning", "s--")):
+    archs = list(dict.fromkeys(r["architecture"] for r in rows))
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.2 * len(archs), 3.6), dpi=100)
+    for ax, arch in zip(np.atleast_1d(axes), archs, strict=True):
+        peers = sorted({r["library"] for r in rows if r["architecture"] == arch} - {"sparseae"})
+        for lib, style in (("sparseae", "o-"), *((p, "s--") for p in peers)):
             pts = sorted((r["l0"], r["fvu"]) for r in rows
                          if r["architecture"] == arch and r["library"] == lib)  # fmt: skip
             ax.plot(*zip(*pts, strict=True), style, label=lib)
@@ -179,10 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     x_train = torch.as_tensor(extract_activations(clf, "act2", data.train.x[:rows_used]).x)
     x_test = torch.as_tensor(extract_activations(clf, "act2", data.test.x).x)
     rows = run(x_train, x_test)
+    pairs_train = torch.as_tensor(
+        extract_activations(clf, "fc2", data.train.x[:rows_used], pair=True).x
+    )
+    pairs_test = torch.as_tensor(extract_activations(clf, "fc2", data.test.x, pair=True).x)
+    rows += transcoders(torch.as_tensor(pairs_train), torch.as_tensor(pairs_test))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = "architectures_quick" if args.quick else "architectures"
     figure(rows, RESULTS / f"{stem}.png")
-    lines = ["# SAE architectures against dictionary_learning's own implementations", "",
+    lines = ["# SAE architectures against the peers' own implementations", "",
              f"Command: `python benchmarks/architectures.py`; MNIST classifier act2 (128 units), "
              f"{len(x_train)} training rows, {len(x_test)} held-out; {N} latents, {EPOCHS} epochs "
              f"of batch {BATCH}, same order of batches for both; torch {torch.__version__}, "
