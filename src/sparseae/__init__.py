@@ -91,7 +91,17 @@ __all__ = [
 ]
 
 
+#: subpackages and modules reachable as attributes (``sparseae.errors.ConfigError``)
+_SUBMODULES = frozenset({
+    "apps", "atomic", "catalog", "checkpoint", "cli", "config", "corruptions", "data",
+    "devices", "errors", "estimator", "experiments", "interop", "metrics", "models",
+    "nn_utils", "registry", "report", "sparsities", "training",
+})  # fmt: skip
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return import_module(f"sparseae.{name}")
     module = _PUBLIC.get(name)
     if module is None:
         raise AttributeError(f"module 'sparseae' has no attribute {name!r}")
