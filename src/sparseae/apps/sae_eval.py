@@ -29,22 +29,11 @@ import torch
 from torch import Tensor, nn
 
 from sparseae.data.activations import extract_activations, resolve_layer
-from sparseae.data.shards import ShardDataset
+from sparseae.data.shards import ShardDataset, row_batches
 from sparseae.data.tensors import as_tensor
 from sparseae.devices import model_device
 
 DENSE = 0.1  # a latent firing on more than this fraction of rows is dense
-
-
-def _row_batches(x: Any, batch_size: int, max_rows: int | None) -> Iterable[Tensor]:
-    if isinstance(x, ShardDataset):
-        n = len(x) if max_rows is None else min(max_rows, len(x))
-        for start in range(0, n, batch_size):
-            yield torch.from_numpy(x.read(np.arange(start, min(n, start + batch_size))))
-        return
-    t = as_tensor(x, "activations")
-    t = t if max_rows is None else t[:max_rows]
-    yield from t.split(batch_size)
 
 
 @torch.no_grad()
@@ -61,8 +50,9 @@ def evaluate_dictionary(
     fired = torch.zeros(model.n_latents, dtype=torch.float64)
     l0 = 0.0
     try:
-        for xb in _row_batches(x, batch_size, max_rows):
-            xb = xb.to(dev).float()
+        rows = x if isinstance(x, ShardDataset) else as_tensor(x, "activations")
+        for xb in row_batches(rows, batch_size, max_rows):
+            xb = torch.as_tensor(xb).to(dev).float()
             h = model.encode(xb)
             x_hat = model(xb)
             n += xb.shape[0]

@@ -324,6 +324,15 @@ class StreamSource(BatchSource):
             yield from batches[skip:]
 
 
+def row_batches(x: Any, batch_size: int, max_rows: int | None = None) -> Iterator[Any]:
+    """Consecutive batches of (the first ``max_rows`` of) ``x``: a `ShardDataset` read from
+    disk a batch at a time (never loaded whole), or anything sliceable (arrays, tensors)."""
+    n = len(x) if max_rows is None else min(max_rows, len(x))
+    for start in range(0, n, batch_size):
+        stop = min(n, start + batch_size)
+        yield x.read(np.arange(start, stop)) if isinstance(x, ShardDataset) else x[start:stop]
+
+
 def shard_data(folder: str | Path) -> Any:
     """A shard folder dressed as `sparseae.data.Dataset` for the CLI: ``train.x`` is the
     `ShardDataset` (streamed by the trainer), no validation or test split."""

@@ -21,28 +21,18 @@ import torch
 from torch import Tensor, nn
 
 from sparseae.atomic import atomic_write_text
+from sparseae.data.shards import row_batches
 from sparseae.report.html import Report, png_data_uri
 from sparseae.training.evaluate import map_batches
 
 
 # ---------------------------------------------------------------------------------------------
 # codes
-def _row_batches(x: Any, batch_size: int) -> Iterator[np.ndarray | Tensor]:
-    from sparseae.data.shards import ShardDataset
-
-    if isinstance(x, ShardDataset):
-        for start in range(0, len(x), batch_size):
-            yield x.read(np.arange(start, min(len(x), start + batch_size)))
-    else:
-        for start in range(0, len(x), batch_size):
-            yield x[start : start + batch_size]
-
-
 def encode_batches(model: nn.Module, x: Any, batch_size: int = 4096) -> Iterator[Tensor]:
     """The model's codes (eval mode, on its device, back on the CPU) of ``x`` (array, tensor
     or `ShardDataset`), batch by batch: rows are read one batch at a time, so a shard folder
     is never loaded whole."""
-    for xb in _row_batches(x, batch_size):
+    for xb in row_batches(x, batch_size):
         yield map_batches(model, xb, model.encode, batch_size=batch_size)
 
 

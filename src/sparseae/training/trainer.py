@@ -140,7 +140,8 @@ class Trainer:
             world_size=self.world_size,
         )
         xv = as_tensor(x_val, "validation data") if x_val is not None and len(x_val) else None
-        self._probe = source.sample_rows(2048)
+        sample = source.sample_rows(INIT_ROWS)  # read once: init, checks, fingerprint
+        self._probe = sample[:2048]
         self._fingerprint = fingerprint(self._probe[:64], source.n_rows)
         self._check_data(self._probe, xv)
         model = self.model.to(self.device)
@@ -148,7 +149,7 @@ class Trainer:
         self.optimizer = make_optimizer(model, cfg)
         resumed = bool(resume) and self._load_trainer_state(allow)
         if not resumed:
-            self._initialize_from_data(source)
+            self._initialize_from_data(sample)
         self._build_step()
         return source, xv
 
@@ -172,9 +173,9 @@ class Trainer:
                     f"{hi:.3g}]: scale it to [0, 1] (--scale minmax) or use --loss mse"
                 )
 
-    def _initialize_from_data(self, source: Any) -> None:
+    def _initialize_from_data(self, sample: Tensor) -> None:
         """A fresh run's data-dependent initialisation (the model's own, then b_dec)."""
-        sample = source.sample_rows(INIT_ROWS).float()
+        sample = sample.float()
         generator = torch.Generator().manual_seed(self.config.seed)
         self.model.initialize_from_data(sample.cpu(), generator)
         self.model.to(self.device)
