@@ -129,3 +129,51 @@ def test_lp_is_annealed_from_l1_towards_a_count_by_the_trainer():
     sparseae.fit(model, x, epochs=2, batch_size=32, callbacks=[Spy()])
     assert seen[0] == pytest.approx(1.0) and seen[-1] == pytest.approx(0.5)
     assert seen[6] == pytest.approx(0.75) and seen == sorted(seen, reverse=True)
+
+
+def test_lp_steps_p_down_and_rescales_so_the_penalty_keeps_its_magnitude():
+    # stages of 2 steps from step 2 + 8/4 = 4 on: p 1, 0.8, 0.6, 0.4, then 0.2 from step 10
+    lp = make_sparsity("lp", 3, weight=1.0, p_end=0.2, anneal_start=2, anneal_steps=8, stages=4)
+    h = torch.tensor([[0.0, 0.05, 3.0], [0.2, 0.0, 0.01]])  # codes below and above 1
+    lp.train()
+    seen = []
+    for step in range(12):
+        lp.on_step(step)
+        seen.append((lp.current_p, float(lp.penalty(h, h))))
+    steps = [1, 1, 1, 1, 0.8, 0.8, 0.6, 0.6, 0.4, 0.4, 0.2, 0.2]
+    assert [p for p, _ in seen] == pytest.approx(steps)
+    # the same codes cost the same before and after each change of p: the coefficient took
+    # the ratio of Lp^p at the old and the new exponent, so in all L1 / L0.2^0.2
+    assert [v for _, v in seen] == pytest.approx([seen[0][1]] * 12, rel=1e-5)
+    expected = float(h.sum() / h[h > 0].pow(0.2).sum())
+    assert float(lp.scale) == pytest.approx(expected, rel=1e-5) and int(lp.stage_applied) == 4
+    fixed = make_sparsity("lp", 3, weight=1.0, p_end=0.2, anneal_steps=8, stages=4, rescale=False)
+    fixed.on_step(8)
+    assert float(fixed.penalty(h, h)) == pytest.approx(seen[0][1] / expected)  # it drifts
+    assert "scale" not in dict(fixed.named_buffers())
+
+
+def test_lp_decoder_norm_prices_each_latent_with_its_atom():
+    lp = make_sparsity("lp", 2, weight=1.0, p=0.5, decoder_norm=True)
+    h, norms = torch.tensor([[4.0, 1.0]]), torch.tensor([0.25, 4.0])
+    assert float(lp.penalty(h, h, norms)) == pytest.approx(1.0 + 2.0)  # sqrt(4/4) + sqrt(4)
+    c = torch.tensor([3.0, 0.5])  # a latent scaled by c and its atom by 1/c: same price
+    assert float(lp.penalty(h * c, h * c, norms / c)) == pytest.approx(3.0)
+    assert lp.needs_atom_norms and not make_sparsity("lp", 2).needs_atom_norms
+    with pytest.raises(ConfigError, match="decoder_norm.*linear dictionary"):
+        lp.penalty(h, h)
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"stages": 0}, "lp stages must be an integer >= 1"),
+        ({"anneal_start": -1}, "lp anneal_start must be an integer >= 0"),
+        ({"rescale": "yes"}, "lp rescale must be true or false"),
+        ({"p_end": 0.0}, "lp p_end must lie in (0, 1]"),
+    ],
+)
+def test_lp_refuses_bad_schedules(params, fragment):
+    with pytest.raises(ConfigError) as err:
+        make_sparsity("lp", 4, **params)
+    assert fragment in str(err.value)

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from sparseae.config import Config, Range
 from sparseae.data.transform import InputTransform
 from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, StepOutput
+from sparseae.sparsities import Sparsity, make_sparsity
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class GatedConfig(Config):
     weight: float = 1e-3  # the gate's decoder-norm-weighted L1
 
     constraints = {"d_in": Range(int, 1), "n_latents": Range(int, 1), "weight": Range(float, 0)}
+
+    @property
+    def sparsity_params(self) -> dict[str, Any]:
+        """The gate penalty's parameters where the trainer's sparsity warm-up reads its
+        target weight (not a field: config.json keeps ``weight`` alone)."""
+        return {"weight": self.weight}
 
 
 class GatedSAE(ModelBase):
@@ -54,6 +61,10 @@ class GatedSAE(ModelBase):
         self.b_mag = nn.Parameter(torch.zeros(c.n_latents))
         self.b_dec = nn.Parameter(torch.zeros(c.d_in))
         self.input_transform = InputTransform(c.d_in)
+        # the gate's penalty as a mechanism, so the trainer's sparsity warm-up (which moves a
+        # mechanism's ``weight``) works on it as on any SAE's; it holds no tensors, so the
+        # checkpoint's names are unchanged
+        self.sparsity: Sparsity = make_sparsity("l1_decnorm", c.n_latents, weight=c.weight)
 
     def pre_activation(self, x: Tensor) -> Tensor:
         """The gate's pre-activation pi_gate (what dead-latent tools rank latents by)."""
@@ -84,8 +95,7 @@ class GatedSAE(ModelBase):
         code = (pi_gate > 0).to(pi_mag.dtype) * torch.relu(pi_mag)
         x_hat = self.decode(code)
         recon = F.mse_loss(x_hat, x)
-        norms = self.W_dec.norm(dim=1)
-        sparsity = self.config.weight * (gate * norms).sum(-1).mean()
+        sparsity = self.sparsity.penalty(gate, gate, self.W_dec.norm(dim=1))
         aux = F.mse_loss(gate @ self.W_dec.detach() + self.b_dec.detach(), x)
         terms = {"recon": recon, "sparsity": sparsity, "gate_aux": aux}
         return StepOutput(recon + sparsity + aux, terms, code, pi_gate.detach(), x_hat.detach())
