@@ -51,6 +51,8 @@ _PUBLIC = {
     "fit": "sparseae.training.trainer",
     "SparseAutoencoder": "sparseae.estimator",
     "SparseAEDetector": "sparseae.estimator",
+    "DictionaryLearning": "sparseae.dictionary_estimator",
+    "sparse_encode": "sparseae.coding",
     "load_dataset": "sparseae.data",
 }
 
@@ -61,6 +63,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DictionaryLearning",
     "GatedConfig",
     "GatedSAE",
     "History",
@@ -87,15 +90,16 @@ __all__ = [
     "read_history",
     "register_sparsity",
     "save",
+    "sparse_encode",
     "sparsity_names",
 ]
 
 
 #: subpackages and modules reachable as attributes (``sparseae.errors.ConfigError``)
 _SUBMODULES = frozenset({
-    "apps", "atomic", "catalog", "checkpoint", "cli", "config", "corruptions", "data",
-    "devices", "errors", "estimator", "experiments", "interop", "metrics", "models",
-    "nn_utils", "registry", "report", "sparsities", "training",
+    "apps", "atomic", "catalog", "checkpoint", "cli", "coding", "config", "corruptions", "data",
+    "devices", "dictionary_estimator", "errors", "estimator", "experiments", "interop",
+    "metrics", "models", "nn_utils", "registry", "report", "sparsities", "training",
 })  # fmt: skip
 
 
@@ -116,7 +120,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
     from sparseae.checkpoint import load, read_history, save
+    from sparseae.coding import sparse_encode
     from sparseae.data import load_dataset
+    from sparseae.dictionary_estimator import DictionaryLearning
     from sparseae.errors import (
         CheckpointError,
         ConfigError,
