@@ -165,3 +165,42 @@ def test_arora_learner_delivers_the_l0_it_is_asked_for():
         with torch.no_grad():
             l0 = float((model.encode(x[1400:]) != 0).sum(1).float().mean())
         assert abs(l0 - k) <= 0.1 * k, (k, l0)
+
+
+def test_cli_encode_codes_a_saved_sae_by_omp(tmp_path, capsys):
+    """``sparseae encode --algorithm omp``: same L0 as the model's own encoder, smaller
+    reconstruction error of the test rows; an unknown model type for OMP is a one-line error."""
+    from sparseae.cli import main
+
+    x, _ = digits()
+    sae = sparseae.SAE(d_in=64, n_latents=64, sparsity="topk", sparsity_params={"k": 5})
+    sparseae.fit(sae, x[:1400], epochs=4, batch_size=64, progress=False)
+    sparseae.save(sae, tmp_path / "sae")
+    errors = {}
+    for algorithm in ("encoder", "omp"):
+        out = tmp_path / f"{algorithm}.npy"
+        argv = ["encode", str(tmp_path / "sae"), "--dataset", "digits", "--out", str(out)]
+        assert main([*argv, "--algorithm", algorithm, "--n-nonzero", "5"]) == 0
+        codes = np.load(out)
+        rows = np.load(tmp_path / f"{algorithm}_rows.npy")
+        assert ((codes != 0).sum(1) <= 5).all()
+        if algorithm == "omp":
+            coder = DictionaryLearning.from_model(sae)
+            recon = coder.inverse_transform(codes)
+        else:
+            recon = sae.decode(torch.tensor(codes, dtype=torch.float32)).detach().numpy()
+        errors[algorithm] = float(((recon - x.numpy()[rows]) ** 2).mean())
+    assert errors["omp"] < errors["encoder"]
+    ae = sparseae.Autoencoder(d_in=64, hidden=[16], n_latents=8)
+    sparseae.save(ae, tmp_path / "deep")
+    capsys.readouterr()
+    argv = [
+        "encode",
+        str(tmp_path / "deep"),
+        "--dataset",
+        "digits",
+        "--out",
+        str(tmp_path / "d.npy"),
+    ]
+    assert main([*argv, "--algorithm", "omp"]) == 2
+    assert "has no linear dictionary" in capsys.readouterr().err

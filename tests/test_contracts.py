@@ -167,6 +167,7 @@ def test_encode_command_applies_the_saved_scaling_instead_of_refitting(tmp_path,
 
 def test_the_catalog_names_every_registered_part_without_importing_torch():
     from sparseae import catalog
+    from sparseae.coding import CODERS
     from sparseae.corruptions import CORRUPTIONS
     from sparseae.models.autoencoder.backbones import BACKBONES
     from sparseae.nn_utils import ACTIVATIONS
@@ -175,6 +176,7 @@ def test_the_catalog_names_every_registered_part_without_importing_torch():
     assert catalog.sparsity_names() == SPARSITIES.names()
     assert catalog.backbone_names() == BACKBONES.names()
     assert catalog.corruption_names() == CORRUPTIONS.names()
+    assert catalog.coder_names() == CODERS.names()
     assert catalog.activation_names() == tuple(ACTIVATIONS)
     script = """
 import sys

@@ -41,6 +41,12 @@ def backbone_names() -> tuple[str, ...]:
 
 
 @cache
+def coder_names() -> tuple[str, ...]:
+    """The sparse coders of `sparseae.coding` (``@CODERS.register("omp")``)."""
+    return _decorated(sorted((PACKAGE / "coding").glob("*.py")), "register")
+
+
+@cache
 def corruption_names() -> tuple[str, ...]:
     return _decorated([PACKAGE / "corruptions.py"], "register_corruption")
 

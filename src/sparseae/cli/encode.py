@@ -24,7 +24,39 @@ def add_parser(sub: Any) -> None:
     options.add_data_options(p)
     options.add_split_option(p, "all for a user file, test for a named dataset")
     p.add_argument("--out", required=True, help="output .npy file for the codes")
+    from sparseae.catalog import coder_names
+
+    p.add_argument(
+        "--algorithm",
+        choices=("encoder", *coder_names()),
+        default="encoder",
+        help="encoder: the model's own encoder (default); omp/lasso/threshold/topk: sparse "
+        "coding on the model's decoder atoms (an SAE or one-layer autoencoder), which "
+        "reconstructs better at the same L0 than a one-step encoder",
+    )
+    p.add_argument(
+        "--n-nonzero", type=int, default=None, help="atoms per code for omp/topk (default 10%%)"
+    )
+    p.add_argument("--alpha", type=float, default=None, help="penalty for lasso/threshold")
     p.set_defaults(run=run)
+
+
+def code_rows(model: Any, x: Any, args: argparse.Namespace) -> np.ndarray:
+    """The model's own codes, or a sparse coder's on its atoms (``--algorithm``)."""
+    if args.algorithm == "encoder":
+        from sparseae.apps.features import encode
+
+        return encode(model, x)
+    from sparseae.dictionary_estimator import DictionaryLearning
+
+    coder = DictionaryLearning.from_model(
+        model,
+        transform_algorithm=args.algorithm,
+        transform_n_nonzero_coefs=args.n_nonzero,
+        transform_alpha=args.alpha,
+    )
+    rows = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    return coder.transform(rows)
 
 
 def check_features(model: Any, data: Any) -> None:
@@ -64,7 +96,6 @@ def save_row_keys(out: Path, split: Any, names: np.ndarray) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sparseae.apps.features import encode
     from sparseae.checkpoint import load
 
     model = load(args.model)
@@ -72,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     check_features(model, data)
     which = default_split(args, whole_file=True)
     split, names = options.select_rows(data, which, explicit=args.split is not None)
-    codes = encode(model, split.x)
+    codes = code_rows(model, split.x, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, codes)
