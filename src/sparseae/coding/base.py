@@ -9,8 +9,9 @@ new file that registers itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,6 +32,7 @@ class CodingSpec:
     positive: bool = False
     max_iter: int = 200
     tol: float = 1e-4
+    workers: int | None = None  # threads for map_chunks (None: PyTorch's thread count)
 
     def need_k(self, algorithm: str, n_atoms: int) -> int:
         k = self.n_nonzero_coefs
@@ -57,18 +59,29 @@ CODERS: Registry[Coder] = Registry("sparse coding algorithm")
 T = TypeVar("T")
 
 
-def map_chunks(fn: Callable[[Tensor], T], chunks: list[Tensor]) -> list[T]:
+def map_chunks(
+    fn: Callable[[Tensor], T], chunks: list[Tensor], workers: int | None = None
+) -> list[T]:
     """Chunks in parallel, one thread each, each op single-threaded. A chunk's ops are
     small (cache-sized), and PyTorch splitting each of them across its threads cost more in
     synchronisation than it gained (OMP on 2 busy cores: 8-10x slower). PyTorch releases the GIL
     inside its kernels, so Python threads run the chunks side by side. On a GPU the ops are
     queued on one stream anyway: a plain loop."""
-    workers = torch.get_num_threads()
+    workers = workers or torch.get_num_threads()
     if workers <= 1 or len(chunks) <= 1 or chunks[0].device.type != "cpu":
         return [fn(c) for c in chunks]
-    torch.set_num_threads(1)
-    try:
+    with single_threaded_ops():
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(fn, chunks))
+
+
+@contextmanager
+def single_threaded_ops() -> Iterator[int]:
+    """PyTorch's intra-op threads set to 1 for the block (restored after); yields the
+    count it had, for the caller's own chunk-level parallelism."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield before
     finally:
-        torch.set_num_threads(workers)
+        torch.set_num_threads(before)

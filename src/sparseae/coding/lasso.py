@@ -39,11 +39,12 @@ def fista_gram(
     tol: float = 1e-4,
     positive: bool = False,
     init: Tensor | None = None,
+    lipschitz_constant: float | None = None,
 ) -> Tensor:
     """Dense codes (n x m) from ``cov = X Dᵀ`` and ``gram = D Dᵀ``. Stops when the largest
     relative change of the codes over an iteration falls below ``tol`` (checked every 10
     iterations, so the check costs little)."""
-    step = 1.0 / lipschitz(gram)
+    step = 1.0 / (lipschitz_constant or lipschitz(gram))
     h = cov.new_zeros(cov.shape) if init is None else init.clone()
     y, t = h.clone(), 1.0
     for it in range(max_iter):
@@ -61,11 +62,19 @@ def fista_gram(
 @CODERS.register("lasso")
 def _lasso(cov: Tensor, gram: Tensor, spec: CodingSpec) -> Tensor:
     alpha = spec.need_alpha("lasso")
+    lip = lipschitz(gram)  # once for all chunks
     chunks = [cov[s : s + _ROWS] for s in range(0, cov.shape[0], _ROWS)]
     parts = map_chunks(
         lambda c: fista_gram(
-            c, gram, alpha, max_iter=spec.max_iter, tol=spec.tol, positive=spec.positive
+            c,
+            gram,
+            alpha,
+            max_iter=spec.max_iter,
+            tol=spec.tol,
+            positive=spec.positive,
+            lipschitz_constant=lip,
         ),
         chunks,
+        spec.workers,
     )
     return torch.cat(parts)

@@ -31,7 +31,9 @@ from sparseae.errors import ConfigError
 _CHUNK_BUDGET = 1 << 20
 
 
-def omp_gram(cov: Tensor, gram: Tensor, n_nonzero: int) -> tuple[Tensor, Tensor]:
+def omp_gram(
+    cov: Tensor, gram: Tensor, n_nonzero: int, workers: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Codes with ``n_nonzero`` atoms per row as (indices, values), both (n x n_nonzero),
     from ``cov = X Dᵀ`` (n x m) and ``gram = D Dᵀ`` (m x m). Atoms that add nothing (the
     residual is already orthogonal to everything) get a zero coefficient."""
@@ -39,7 +41,7 @@ def omp_gram(cov: Tensor, gram: Tensor, n_nonzero: int) -> tuple[Tensor, Tensor]
     k = min(n_nonzero, m)
     rows = max(1, _CHUNK_BUDGET // max(1, k * m))
     chunks = [cov[s : s + rows] for s in range(0, n, rows)]
-    parts = map_chunks(lambda c: _omp_chunk(c, gram, k), chunks)
+    parts = map_chunks(lambda c: _omp_chunk(c, gram, k), chunks, workers)
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
@@ -75,5 +77,5 @@ def _omp_chunk(cov: Tensor, gram: Tensor, k: int) -> tuple[Tensor, Tensor]:
 def _omp(cov: Tensor, gram: Tensor, spec: CodingSpec) -> Tensor:
     if spec.positive:
         raise ConfigError("omp has no positive variant: use algorithm='lasso' with positive=True")
-    idx, val = omp_gram(cov, gram, spec.need_k("omp", gram.shape[0]))
+    idx, val = omp_gram(cov, gram, spec.need_k("omp", gram.shape[0]), spec.workers)
     return cov.new_zeros(cov.shape).scatter_(1, idx, val)
