@@ -60,3 +60,24 @@ def test_it_trains_through_the_train_command_with_a_skip_connection(tmp_path, pa
     model = sparseae.load(tmp_path / "run")
     assert isinstance(model, Transcoder) and model.config.skip and model.row_width == 80
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("method", ["mean", "geometric_median"])
+def test_the_decoder_bias_init_fits_the_target_part_of_the_rows(pairs, method):
+    """b_dec reconstructs the layer's output, so it is fitted on the rows' target part
+    (it used to be fitted on the whole [input | output] row: a shape error)."""
+    from sparseae.training.dictionary import geometric_median
+
+    _, rows, _, direct_out = pairs
+    torch.manual_seed(0)
+    model = Transcoder(d_in=48, d_out=32, n_latents=64, sparsity_params={"k": 8})
+    sparseae.fit(model, rows[:512], epochs=1, batch_size=128, b_dec_init=method)
+    out = torch.as_tensor(direct_out[:512], dtype=torch.float32)
+    model.train()
+    fresh = Transcoder(d_in=48, d_out=32, n_latents=64, sparsity_params={"k": 8})
+    from sparseae.training.dictionary import init_decoder_bias
+
+    center = init_decoder_bias(fresh, torch.as_tensor(rows[:512]), method)
+    expected = out.mean(0) if method == "mean" else geometric_median(out)
+    torch.testing.assert_close(center, expected)
+    torch.testing.assert_close(fresh.b_dec.detach(), expected)

@@ -135,6 +135,11 @@ class ModelBase(nn.Module):
     def fused_step(self) -> Any:
         return None
 
+    def decoder_target(self, rows: Tensor) -> Tensor:
+        """The part of training rows the decoder reconstructs (the whole row by default; a
+        transcoder's rows also hold its input), so a decoder-bias init fits the right part."""
+        return rows
+
     def initialize_from_data(self, x: Tensor, generator: torch.Generator) -> None:
         """Data-dependent initialisation before the first step of a fresh run (a no-op)."""
 

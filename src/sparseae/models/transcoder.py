@@ -73,6 +73,10 @@ class Transcoder(ModelBase):
         """A training row's input and target."""
         return rows[:, : self.config.d_in], rows[:, self.config.d_in :]
 
+    def decoder_target(self, rows: Tensor) -> Tensor:
+        """What the decoder reconstructs: the target part of a row (the b_dec init fits it)."""
+        return self.split(rows)[1]
+
     def pre_activation(self, x_in: Tensor) -> Tensor:
         return torch.addmm(self.b_enc, x_in, self.W_enc)
 

@@ -39,7 +39,8 @@ class TrainConfig(Config):
     batch_size: int = 32
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-7  # Keras' Adam epsilon; PyTorch's default is 1e-8
+    # Adam epsilon; None: the model's default (SAE: 1e-8, PyTorch's), else Keras' 1e-7
+    eps: float | None = None
     weight_decay: float = 0.0
     lr_schedule: str = "constant"
     warmup_steps: int = 0
@@ -73,7 +74,7 @@ class TrainConfig(Config):
         "epochs": Range(int, 1),
         "batch_size": Range(int, 1),
         "lr": Range(float, 0, low_open=True),
-        "eps": Range(float, 0, low_open=True),
+        "eps": Optional(Range(float, 0, low_open=True)),
         "weight_decay": Range(float, 0),
         "lr_schedule": OneOf(*LR_SCHEDULES),
         "warmup_steps": Range(int, 0),

@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from sparseae.errors import ConfigError
 from sparseae.models.base import Atoms
+from sparseae.models.sae.kernels import sparse_decode
 from sparseae.training.callbacks import Callback
 from sparseae.training.config import TrainConfig
 from sparseae.training.schedules import linear_warmup
@@ -39,11 +39,21 @@ def normalize_atoms(atoms: Atoms) -> None:
 
 @torch.no_grad()
 def remove_parallel_grad(atoms: Atoms) -> None:
+    """g -= (g . u) u per atom, u = w / |w|, written as g -= ((g . w) / |w|^2) w: two
+    row reductions and one in-place update, no (latents x d_in) temporary (each fresh one
+    costs a page-fault pass as long as the arithmetic on a CPU)."""
     if atoms.weight.grad is None:
         return
     w, g = atoms.rows(atoms.weight), atoms.rows(atoms.weight.grad)
-    unit = w / w.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    g.sub_((g * unit).sum(dim=1, keepdim=True) * unit)
+    sq = w.norm(dim=1).square_().clamp_min_(1e-24)
+    coef = row_dots(g, w).div_(sq)
+    g.addcmul_(w, coef.unsqueeze(1), value=-1.0)
+
+
+def row_dots(a: Tensor, b: Tensor) -> Tensor:
+    """(a * b).sum(1) as a batched (1 x d) @ (d x 1) product: no (rows x d) temporary, which
+    ``(a * b).sum(1)`` and ``linalg.vecdot`` both allocate."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
 
 
 class UnitNormDecoder(Callback):
@@ -79,6 +89,9 @@ def init_decoder_bias(model: Any, x: Tensor, method: str = "geometric_median") -
     if bias is None:
         raise ConfigError(f"{model.checkpoint_kind} model has no decoder bias to initialise")
     x = torch.as_tensor(x, dtype=bias.dtype).reshape(x.shape[0], -1)
+    target = getattr(model, "decoder_target", None)
+    if target is not None:  # a transcoder's rows hold [input | target]: fit the target
+        x = target(x)
     if method == "mean":
         center = x.mean(dim=0)
     elif method == "geometric_median":
@@ -167,21 +180,29 @@ class AuxK:
             return x.new_zeros(())
         k = min(self.k, n_dead)
         pre = out.pre
-        cols = pre.masked_fill(~dead, float("-inf")).topk(k, dim=-1, sorted=False).indices
-        cols = cols.reshape(-1)
+        cols = dead_topk(pre, dead, k).reshape(-1)
         rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(k)
         vals = torch.relu(model.encode_at(x, rows, cols, pre))
         atoms = model.decoder_atoms()
         weight = atoms.rows(atoms.weight)
         if atoms.transposed:
             weight = weight.contiguous()
-        offsets = torch.arange(0, rows.numel(), k, device=x.device)
-        e_hat = F.embedding_bag(
-            cols, weight, offsets, mode="sum", per_sample_weights=vals.to(weight.dtype)
-        )
+        e_hat = sparse_decode(rows, cols, vals, weight, x.shape[0])
         target = out.target if out.target is not None else x.reshape(x.shape[0], -1)
         residual = (target - out.x_hat).detach()
         return (e_hat - residual).pow(2).sum(-1).mean() / residual_energy(residual)
+
+
+def dead_topk(pre: Tensor, dead: Tensor, k: int) -> Tensor:
+    """(B, k) indices of each row's k largest pre-activations among the dead latents. The
+    top-k runs over the dead columns only (gathered: B x n_dead), not over a masked copy of
+    the whole (B x n_latents) matrix; ties among equal values may pick another latent
+    than a masked top-k would, both being a top-k."""
+    dead_cols = dead.nonzero().reshape(-1)
+    if dead_cols.numel() == pre.shape[1]:
+        return pre.topk(k, dim=-1, sorted=False).indices
+    local = pre.index_select(1, dead_cols).topk(k, dim=-1, sorted=False).indices
+    return dead_cols[local]
 
 
 def residual_energy(residual: Tensor) -> Tensor:
@@ -300,7 +321,7 @@ def resolve(config: TrainConfig, model: Any) -> TrainConfig:
     defaults = getattr(model, "dictionary_defaults", {})
     changes = {
         name: defaults.get(name, fallback)
-        for name, fallback in (("unit_norm_decoder", False), ("b_dec_init", "none"))
+        for name, fallback in (("unit_norm_decoder", False), ("b_dec_init", "none"), ("eps", 1e-7))
         if getattr(config, name) is None
     }
     return config.replace(**changes) if changes else config

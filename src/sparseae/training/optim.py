@@ -159,7 +159,8 @@ def make_optimizer(model: nn.Module, config: Any) -> LeanAdam | None:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return None
-    kwargs = dict(lr=config.lr, betas=config.betas, eps=config.eps)
+    eps = config.eps if config.eps is not None else 1e-7  # an unresolved config: Keras'
+    kwargs = dict(lr=config.lr, betas=config.betas, eps=eps)
     if config.weight_decay == 0:
         return LeanAdam(params, **kwargs)
     decay = [p for p in params if p.ndim >= 2]

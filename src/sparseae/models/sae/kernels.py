@@ -10,11 +10,17 @@ instead of n_latents.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+
+# CSR tensors are "beta" in torch and warn once per process when built; these kernels build
+# them from indices they know are valid
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 
 
 class GatherEncode(torch.autograd.Function):
@@ -45,10 +51,7 @@ class GatherEncode(torch.autograd.Function):
         g = g.to(x.dtype)
         grad_x = grad_bdec = grad_w = grad_b = None
         if ctx.needs_input_grad[2]:
-            gt = torch.sparse_coo_tensor(
-                torch.stack([cols, rows]), g, (n, batch), check_invariants=False
-            )
-            grad_w = torch.sparse.mm(gt, x - b_dec).t()
+            grad_w = encoder_weight_grad(rows, cols, g, x - b_dec, n)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[3]:
             grad_b = torch.zeros(n, dtype=g.dtype, device=g.device).index_add_(0, cols, g)
             if ctx.needs_input_grad[1]:
@@ -66,14 +69,74 @@ class GatherEncode(torch.autograd.Function):
         return grad_x, grad_bdec, grad_w, grad_b, None, None, None
 
 
+def encoder_weight_grad(rows: Tensor, cols: Tensor, g: Tensor, xc: Tensor, n: int) -> Tensor:
+    """(d, n) sum over kept entries of xc[row] g at column col, as a CSR (n x B) @ (B x d)
+    product written in column-major order, which is the (d, n) layout itself: no COO
+    coalesce and no transpose copy (both cost more than the product at d_in 768)."""
+    if xc.dtype not in (torch.float32, torch.float64):  # MKL's CSR products: fp32/64 only
+        gt = torch.sparse_coo_tensor(torch.stack([cols, rows]), g, (n, xc.shape[0]))
+        return torch.sparse.mm(gt, xc).t()
+    order = torch.argsort(cols, stable=True)
+    by_latent = csr(cols[order], rows[order], g[order], n, xc.shape[0])
+    out = torch.empty(xc.shape[1], n, dtype=xc.dtype, device=xc.device)
+    torch.addmm(out.t(), by_latent, xc, beta=0.0, out=out.t())
+    return out
+
+
 def offsets(rows: Tensor, batch: int) -> Tensor:
     """embedding_bag offsets of the bags ``rows`` (ascending) describes."""
     counts = torch.bincount(rows, minlength=batch)
     return torch.cumsum(counts, 0) - counts
 
 
+def csr(major: Tensor, minor: Tensor, values: Tensor, n_major: int, n_minor: int) -> Tensor:
+    """CSR matrix of entries (major[i], minor[i]) = values[i], ``major`` non-decreasing."""
+    counts = torch.bincount(major, minlength=n_major)
+    crow = torch.zeros(n_major + 1, dtype=torch.int64, device=major.device)
+    torch.cumsum(counts, 0, out=crow[1:])
+    return torch.sparse_csr_tensor(crow, minor, values, (n_major, n_minor), check_invariants=False)
+
+
+class SparseDecode(torch.autograd.Function):
+    """out[i] = sum over kept (i, j) of vals_ij atoms_j, as a CSR (B x n) @ (n x d) product.
+
+    Backward: the values' gradient is a sampled product (SDDMM: g @ atoms^T at the kept
+    entries only) and the atoms' a CSR (n x B) @ (B x d) product; embedding_bag's backward
+    does the same work through a zero-filled dense gradient and per-entry dot products,
+    several times slower on a CPU at AuxK's nnz (B x 256)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, rows: Tensor, cols: Tensor, vals: Tensor, atoms: Tensor, batch: int
+    ) -> Tensor:
+        vals = vals.to(atoms.dtype)
+        by_row = csr(rows, cols, vals, batch, atoms.shape[0])
+        ctx.save_for_backward(rows, cols, vals, atoms)
+        ctx.by_row = by_row
+        return torch.mm(by_row, atoms)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        rows, cols, vals, atoms = ctx.saved_tensors
+        g = g.to(atoms.dtype).contiguous()  # autocast may hand a bf16 gradient
+        grad_vals = grad_atoms = None
+        if ctx.needs_input_grad[2]:
+            grad_vals = torch.sparse.sampled_addmm(ctx.by_row, g, atoms.t(), beta=0.0).values()
+        if ctx.needs_input_grad[3]:
+            order = torch.argsort(cols, stable=True)
+            by_latent = csr(cols[order], rows[order], vals[order], atoms.shape[0], g.shape[0])
+            grad_atoms = torch.empty(atoms.shape, dtype=g.dtype, device=g.device)
+            torch.addmm(grad_atoms, by_latent, g, beta=0.0, out=grad_atoms)
+        return None, None, grad_vals, grad_atoms, None
+
+
 def sparse_decode(rows: Tensor, cols: Tensor, vals: Tensor, atoms: Tensor, batch: int) -> Tensor:
-    """sum_j vals_ij atoms_j for each row i, over the kept entries only (no bias)."""
+    """sum_j vals_ij atoms_j for each row i, over the kept entries only (no bias); ``rows``
+    non-decreasing. Other dtypes, autocast (bf16) and other devices take embedding_bag:
+    MKL's sparse products cover CPU float32 and float64 only."""
+    plain = atoms.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+    if plain and atoms.dtype in (torch.float32, torch.float64):
+        return SparseDecode.apply(rows, cols, vals, atoms, batch)
     return F.embedding_bag(
         cols, atoms, offsets(rows, batch), mode="sum", per_sample_weights=vals.to(atoms.dtype)
     )

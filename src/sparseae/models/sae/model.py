@@ -43,7 +43,13 @@ class SAE(ModelBase):
     """Sparse autoencoder / dictionary for activation vectors (see module docstring)."""
 
     checkpoint_kind = "sae"
-    dictionary_defaults = {"unit_norm_decoder": True, "b_dec_init": "geometric_median"}
+    # Adam eps 1e-8 (not Keras' 1e-7): a mean-over-(batch x d_in) MSE gives gradients near
+    # 1e-7 per weight at d_in 768, where a larger eps damps Adam's steps
+    dictionary_defaults = {
+        "unit_norm_decoder": True,
+        "b_dec_init": "geometric_median",
+        "eps": 1e-8,
+    }
 
     def __init__(self, config: SAEConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -56,10 +62,11 @@ class SAE(ModelBase):
         w_dec /= w_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(w_dec)
         if c.tied_init:
-            self.W_enc = nn.Parameter(w_dec.t().contiguous())
+            w_enc = w_dec.t() * c.encoder_init_norm
         else:
-            bound = 1.0 / c.d_in**0.5
-            self.W_enc = nn.Parameter(torch.empty(c.d_in, c.n_latents).uniform_(-bound, bound))
+            w_enc = torch.empty(c.d_in, c.n_latents).uniform_(-1.0, 1.0)
+            w_enc *= c.encoder_init_norm / w_enc.norm(dim=0, keepdim=True).clamp_min(1e-12)
+        self.W_enc = nn.Parameter(w_enc.contiguous())
         self.b_enc = nn.Parameter(torch.zeros(c.n_latents))
         self.b_dec = nn.Parameter(torch.zeros(c.d_in))
         self.input_transform = InputTransform(c.d_in)
@@ -152,6 +159,12 @@ class SAE(ModelBase):
         h = self.sparsity(a)
         penalty = self.sparsity.penalty(a, h, self.atom_norms())
         return ForwardParts(self.decode(h), h, pre.detach(), penalty, None, h)
+
+    def fused_step(self) -> Any:
+        """The hand-derived sparse-path step (`fused`), where it is exact for this model."""
+        from sparseae.models.sae.fused import SAEFusedStep, supports
+
+        return SAEFusedStep(self) if supports(self, SAE) is None else None
 
     def decoder_atoms(self) -> Atoms:
         return Atoms(self.W_dec, self.b_dec)

@@ -1,0 +1,335 @@
+"""TopK SAE training on CPU: sparseae against EleutherAI sparsify, SAELens and
+dictionary_learning, each library with its own SAE module, loss and step.
+
+(a) Step speed, d_in 768, k 32, fp32 Adam for all: samples/s of one full training step
+    (forward, loss, backward, the library's decoder-norm handling, Adam), the libraries
+    interleaved step by step (A, B, C, D, A, ...) so machine noise hits all alike; median
+    and range over the repeats, process CPU seconds beside wall seconds. sparseae runs the
+    step its trainer runs (`Trainer._train_step` + step-end callbacks: the fused sparse
+    step without AuxK, the autograd path with it); "auxk" rows give every library with an
+    AuxK term a dead set of the same size (the latents that did not fire in a warm-up
+    batch). Peak RSS: each library alone in a fresh subprocess (ru_maxrss after the steps).
+(b) Time to a held-out FVU on structured data (sparse combinations of a random dictionary
+    plus noise, `sae_speed.synthetic`): each library's *defaults* (init, lr, optimizer,
+    warm-ups); training wall seconds (evaluation excluded) and steps until the held-out
+    FVU first reaches the target, checked every few steps.
+
+Run with the peers' venv (see the Makefile's ``peers`` target):
+
+    PYTHONPATH=$(.venv/bin/python -c "import site; print(site.getsitepackages()[0])") \\
+        .peers/bin/python benchmarks/sae_vs_peers.py [--quick]
+
+Writes benchmarks/results/sae_vs_peers.{md,json} (``_quick`` with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks"), str(ROOT / "tests" / "fixtures")]
+
+from _common import md_table, write_results  # noqa: E402
+from make_peer_checkpoints import shallow  # noqa: E402
+from sae_speed import synthetic  # noqa: E402
+
+from sparseae.models.sae.model import SAE  # noqa: E402
+from sparseae.training.config import TrainConfig  # noqa: E402
+from sparseae.training.trainer import Trainer  # noqa: E402
+
+D_IN, K = 768, 32
+LIBS = ("sparseae", "sparsify", "saelens", "dictionary_learning")
+
+
+def data(n_rows: int, d_in: int, n_true: int, seed: int = 0) -> torch.Tensor:
+    return synthetic(n_rows, d_in, n_true, 8, torch.Generator().manual_seed(seed))
+
+
+# -- each library's training step ------------------------------------------------------------
+def sparseae_step(x: torch.Tensor, n: int, batch: int, auxk: bool, defaults: bool = False) -> Any:
+    """The trainer's own step (fused without AuxK), on a prepared Trainer."""
+    torch.manual_seed(0)
+    model = SAE(d_in=x.shape[1], n_latents=n, sparsity="topk", sparsity_params={"k": K})
+    extra = {} if defaults else {"b_dec_init": "none"}
+    if auxk:  # a latent is dead after one batch without firing: a dead set from step 2 on
+        extra.update(dead_after=batch, aux_k=256)
+    cfg = TrainConfig(batch_size=batch, epochs=1, **extra)
+    trainer = Trainer(model, cfg, progress=False)
+    trainer._prepare(x, None, False, ())
+
+    def step(xb: torch.Tensor) -> None:
+        out = trainer._train_step(xb, 10**9)
+        for hook in trainer.step_end:
+            hook(trainer, out)
+
+    return step, model
+
+
+def sparsify_step(x: torch.Tensor, n: int, auxk: bool, lr: float | None = None) -> Any:
+    """sparsify's trainer step: FVU (+ AuxK with a dead mask), backward, parallel-gradient
+    removal, Adam, unit-norm decoder (its eager CPU path: the Triton kernels need a GPU)."""
+    sc = shallow("sparsify", "sparse_coder")
+    cfg = shallow("sparsify", "config").SparseCoderConfig(num_latents=n, k=K)
+    torch.manual_seed(0)
+    sae = sc.SparseCoder(x.shape[1], cfg)
+    opt = torch.optim.Adam(sae.parameters(), lr=lr or 2e-4 / (n / 2**14) ** 0.5)
+    fired = torch.zeros(n, dtype=torch.bool)
+
+    def step(xb: torch.Tensor) -> None:
+        dead = ~fired if auxk and fired.any() else None
+        out = sae(xb, dead_mask=dead)
+        loss = out.fvu + (out.auxk_loss / 32 if auxk else 0.0)
+        loss.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        opt.step()
+        opt.zero_grad()
+        sae.set_decoder_norm_to_unit_norm()
+        if auxk and not fired.any():
+            fired[out.latent_indices.reshape(-1)] = True
+
+    return step, sae
+
+
+def saelens_step(x: torch.Tensor, n: int, auxk: bool) -> Any:
+    """SAELens' TopKTrainingSAE.training_forward_pass (its MSE + AuxK when given a dead
+    mask), backward, Adam (lr 3e-4, its default). Decoder norms are free (its default
+    rescale_acts_by_decoder_norm), so no projection or renormalisation."""
+    mod = shallow("sae_lens.saes", "topk_sae")
+    base = shallow("sae_lens.saes", "sae")
+    registry = shallow("sae_lens", "registry")
+    if "topk" not in registry.SAE_CLASS_REGISTRY:  # its package __init__ registers these
+        registry.register_sae_class("topk", mod.TopKSAE, mod.TopKSAEConfig)
+        registry.register_sae_training_class("topk", mod.TopKTrainingSAE,
+                                             mod.TopKTrainingSAEConfig)  # fmt: skip
+    torch.manual_seed(0)
+    sae = mod.TopKTrainingSAE(mod.TopKTrainingSAEConfig(d_in=x.shape[1], d_sae=n, k=K))
+    opt = torch.optim.Adam(sae.parameters(), lr=3e-4)
+    fired = torch.zeros(n, dtype=torch.bool)
+
+    def step(xb: torch.Tensor) -> None:
+        dead = ~fired if auxk and fired.any() else None
+        inp = base.TrainStepInput(xb, {}, dead, 0, False)
+        out = sae.training_forward_pass(inp)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if auxk and not fired.any():
+            fired[(out.feature_acts != 0).any(0)] = True
+
+    return step, sae
+
+
+def dictionary_learning_step(x: torch.Tensor, n: int, steps: int) -> Any:
+    """dictionary_learning's TopKTrainer.update (its loss with its own AuxK, parallel-grad
+    removal, grad clipping, Adam, schedule, unit norm) with its defaults."""
+    mod = shallow("dictionary_learning.trainers", "top_k")
+    torch.manual_seed(0)
+    trainer = mod.TopKTrainer(steps=max(steps, 1001), activation_dim=x.shape[1], dict_size=n, k=K,
+                              layer=0, lm_name="none", device="cpu", seed=0)  # fmt: skip
+    counter = [0]
+
+    def step(xb: torch.Tensor) -> None:
+        trainer.update(counter[0], xb)
+        counter[0] += 1
+
+    return step, trainer.ae
+
+
+def build(lib: str, x: torch.Tensor, n: int, batch: int, auxk: bool, steps: int) -> Any:
+    if lib == "sparseae":
+        return sparseae_step(x, n, batch, auxk)
+    if lib == "sparsify":
+        return sparsify_step(x, n, auxk)
+    if lib == "saelens":
+        return saelens_step(x, n, auxk)
+    return dictionary_learning_step(x, n, steps)
+
+
+# -- (a) step speed ---------------------------------------------------------------------------
+def speed_rows(n: int, batch: int, repeats: int, warmup: int, auxk: bool) -> list[dict]:
+    """Interleaved repeats of one step per library; median and range of samples/s."""
+    libs = LIBS if auxk is False else ("sparseae", "sparsify", "saelens")
+    x = data(batch * 4, D_IN, max(n // 4, 64))
+    steps = {lib: build(lib, x, n, batch, auxk, warmup + repeats)[0] for lib in libs}
+    wall: dict[str, list[float]] = {lib: [] for lib in libs}
+    cpu: dict[str, list[float]] = {lib: [] for lib in libs}
+    for it in range(warmup + repeats):
+        xb = x[(it % 4) * batch : (it % 4 + 1) * batch]
+        for lib in libs:
+            t0, c0 = time.perf_counter(), time.process_time()
+            steps[lib](xb)
+            if it >= warmup:
+                wall[lib].append(time.perf_counter() - t0)
+                cpu[lib].append(time.process_time() - c0)
+    rows = []
+    ref = statistics.median(wall["sparsify"])
+    for lib in libs:
+        med = statistics.median(wall[lib])
+        rows.append({
+            "library": lib, "n_latents": n, "batch": batch, "auxk": auxk,
+            "samples_per_s": batch / med, "min_samples_per_s": batch / max(wall[lib]),
+            "max_samples_per_s": batch / min(wall[lib]), "wall_s": med,
+            "cpu_s": statistics.median(cpu[lib]), "vs_sparsify": ref / med,
+        })  # fmt: skip
+    return rows
+
+
+def peak_rss(lib: str, n: int, batch: int, auxk: bool, steps: int) -> dict:
+    """Peak RSS (MB) of ``steps`` steps of one library, alone in a fresh process, and how
+    much the steps added to the high-water mark of imports, data and model."""
+    cmd = [sys.executable, __file__, "--rss-of", lib, str(n), str(batch), str(int(auxk)),
+           str(steps)]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def rss_child(lib: str, n: int, batch: int, auxk: bool, steps: int) -> None:
+    x = data(batch * 4, D_IN, max(n // 4, 64))
+    step = build(lib, x, n, batch, auxk, steps)[0]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for it in range(steps):
+        step(x[(it % 4) * batch : (it % 4 + 1) * batch])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": peak, "step_rss_mb": peak - before}))
+
+
+# -- (b) time to a held-out FVU ---------------------------------------------------------------
+def fvu_of(lib: str, model: Any, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        if lib == "sparseae":
+            was = model.training
+            model.eval()
+            x_hat = model(x)
+            model.train(was)
+        elif lib == "sparsify":
+            x_hat = model(x).sae_out
+        else:
+            x_hat = model(x) if lib == "dictionary_learning" else model.decode(model.encode(x))
+    return float((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+
+
+def default_step(lib: str, x: torch.Tensor, n: int, batch: int, steps: int) -> Any:
+    """Each library's defaults (sparseae: `TrainConfig()` and `SAEConfig` defaults;
+    sparseae-old: eps 1e-7 and encoder norm 1, the defaults before this change; sparsify:
+    its Adam option, lr 2e-4/sqrt(n/2^14) -- its default signum optimizer needs the
+    schedulefree package, not installed here; SAELens: lr 3e-4; dictionary_learning: its
+    TopKTrainer defaults, lr warm-up over 1,000 steps included)."""
+    if lib == "sparseae-old":
+        torch.manual_seed(0)
+        model = SAE(d_in=x.shape[1], n_latents=n, sparsity_params={"k": K},
+                    encoder_init_norm=1.0)  # fmt: skip
+        trainer = Trainer(model, TrainConfig(batch_size=batch, epochs=1, eps=1e-7),
+                          progress=False)  # fmt: skip
+        trainer._prepare(x, None, False, ())
+
+        def step(xb: torch.Tensor) -> None:
+            out = trainer._train_step(xb, 10**9)
+            for hook in trainer.step_end:
+                hook(trainer, out)
+
+        return step, model
+    if lib == "sparseae":
+        return sparseae_step(x, n, batch, False, defaults=True)
+    return build(lib, x, n, batch, False, steps)
+
+
+def time_to_fvu(lib: str, x: torch.Tensor, xv: torch.Tensor, n: int, batch: int,
+                max_steps: int, target: float, every: int) -> dict:  # fmt: skip
+    t_build = time.perf_counter()
+    step, model = default_step(lib, x, n, batch, max_steps)
+    setup = time.perf_counter() - t_build
+    wall, reached, curve = 0.0, None, []
+    n_batches = x.shape[0] // batch
+    for it in range(max_steps):
+        t0 = time.perf_counter()
+        step(x[(it % n_batches) * batch : (it % n_batches + 1) * batch])
+        wall += time.perf_counter() - t0
+        if (it + 1) % every == 0:
+            fvu = fvu_of(lib.split("-")[0], model, xv)
+            curve.append((it + 1, fvu))
+            if fvu <= target:
+                reached = {"steps": it + 1, "wall_s": wall}
+                break
+    return {"library": lib, "target_fvu": target, "reached": reached is not None,
+            "steps": reached["steps"] if reached else None,
+            "wall_s": reached["wall_s"] if reached else None, "setup_s": setup,
+            "last_fvu": curve[-1][1] if curve else None, "curve": curve}  # fmt: skip
+
+
+# -- main -------------------------------------------------------------------------------------
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="smoke run, small sizes")
+    p.add_argument("--rss-of", nargs=5, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.rss_of:
+        lib, n, batch, auxk, steps = a.rss_of
+        rss_child(lib, int(n), int(batch), bool(int(auxk)), int(steps))
+        return
+    if a.quick:
+        grid, repeats, warmup, rss_steps = [(2048, 256)], 3, 1, 2
+        fvu_cfg = dict(n=1024, batch=256, max_steps=60, target=0.5, every=10, d=128)
+    else:
+        grid = [(16384, 1024), (16384, 4096), (65536, 4096)]
+        repeats, warmup, rss_steps = 7, 2, 4
+        fvu_cfg = dict(n=4096, batch=1024, max_steps=1500, target=0.2, every=25, d=D_IN)
+    speed: list[dict] = []
+    for n, batch in grid:
+        for auxk in (False, True):
+            rows = speed_rows(n, batch, repeats, warmup, auxk)
+            for r in rows:
+                r.update(peak_rss(r["library"], n, batch, auxk, rss_steps))
+                print(json.dumps(r), flush=True)
+            speed += rows
+    fvu = run_fvu(fvu_cfg)
+    report(speed, fvu, fvu_cfg, a.quick)
+
+
+def run_fvu(cfg: dict) -> list[dict]:
+    d, n = cfg["d"], cfg["n"]
+    rows_all = data(cfg["batch"] * 40 + 4096, d, n // 2, seed=1)  # one dictionary
+    x, xv = rows_all[:-4096], rows_all[-4096:]  # held-out rows: the last 4,096
+    rows = []
+    for lib in ("sparseae", "sparseae-old", "sparsify", "saelens", "dictionary_learning"):
+        r = time_to_fvu(lib, x, xv, n, cfg["batch"], cfg["max_steps"], cfg["target"],
+                        cfg["every"])  # fmt: skip
+        print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
+        rows.append(r)
+    return rows
+
+
+def report(speed: list[dict], fvu: list[dict], fvu_cfg: dict, quick: bool) -> None:
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "machine": platform.processor() or platform.machine(), "quick": quick,
+            "d_in": D_IN, "k": K, "time_to_fvu": fvu_cfg}  # fmt: skip
+    cols = ["library", "n_latents", "batch", "auxk", "samples_per_s", "min_samples_per_s",
+            "max_samples_per_s", "vs_sparsify", "wall_s", "cpu_s", "peak_rss_mb",
+            "step_rss_mb"]  # fmt: skip
+    fcols = ["library", "target_fvu", "reached", "steps", "wall_s", "last_fvu", "setup_s"]
+    text = "\n".join([
+        f"# TopK SAE training on CPU vs peers ({meta['threads']} threads, torch "
+        f"{meta['torch']})", "", "## (a) step speed (d_in 768, k 32, fp32 Adam; median of "
+        "interleaved repeats, min/max range)", "", md_table(speed, cols), "",
+        f"## (b) time to held-out FVU {fvu_cfg['target']} (each library's defaults; d_in "
+        f"{fvu_cfg['d']}, {fvu_cfg['n']} latents, batch {fvu_cfg['batch']})", "",
+        md_table(fvu, fcols),
+    ])  # fmt: skip
+    print(text)
+    write_results("sae_vs_peers", text, {"meta": meta, "speed": speed, "time_to_fvu": fvu},
+                  quick)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
