@@ -1,10 +1,19 @@
-"""Folders of the other SAE libraries, read and written as sparseae's dictionary `SAE`.
+"""Folders of the other SAE libraries, read and written as sparseae models.
 
 `detect_format` tells from the files which library wrote a folder; `load_foreign` builds the
-equivalent `SAE` (same outputs to float tolerance) or refuses, with the reason, what the
-dictionary model cannot represent (gated SAEs, transcoders, skip connections, per-sample
-input normalisation); `export` writes a sparseae SAE in another library's layout. One module
-per library: `saelens`, `sparsify`, `dictionary_learning`."""
+equivalent model (same outputs to float tolerance): a dictionary `SAE`, a `GatedSAE`, a
+`MatryoshkaSAE` or a `Transcoder` (with its skip connection), or refuses, with the reason,
+what sparseae cannot represent (per-sample input normalisation, other architectures);
+`export` writes a sparseae model in another library's layout where that layout has the
+architecture, and refuses with the reason otherwise. One module per library: `saelens`,
+`sparsify`, `dictionary_learning`.
+
+    export of      SAELens                     sparsify              dictionary_learning
+    SAE            standard, topk, jumprelu    topk                  AutoEncoder[TopK], BatchTopKSAE
+    GatedSAE       gated                       -                     GatedAutoEncoder
+    MatryoshkaSAE  jumprelu (its threshold)    -                     MatryoshkaBatchTopKSAE
+    Transcoder     [jumprelu_][skip_]transc.   topk, d_out == d_in   -
+"""
 
 from __future__ import annotations
 

@@ -4,8 +4,12 @@ whose ``trainer`` block names ``dict_class``, ``activation_dim``, ``dict_size``,
 ``ae.pt`` is a pickle container: it is read only with ``torch.load(weights_only=True)``,
 which restores tensors and refuses any other object, so a hostile file cannot run code.
 Mapped: ``AutoEncoder`` (ReLU), ``AutoEncoderTopK``, ``BatchTopKSAE`` (its inference
-threshold), ``JumpReluAutoEncoder``, ``GatedAutoEncoder`` (to `GatedSAE`) and
-``MatryoshkaBatchTopKSAE`` (to `MatryoshkaSAE`, its group sizes as nested widths)."""
+threshold), ``JumpReluAutoEncoder`` (load only), ``GatedAutoEncoder`` (`GatedSAE`) and
+``MatryoshkaBatchTopKSAE`` (`MatryoshkaSAE`, its group sizes as nested widths); all but
+JumpReLU both ways. A Matryoshka SAE with another code than BatchTopK exports as the plain
+dictionary of its code (its widths only shape training). Transcoders have no class here
+(dictionary_learning trains ordinary dictionaries on (input, output) pairs), so they are
+refused."""
 
 from __future__ import annotations
 
@@ -17,7 +21,16 @@ import torch
 
 from sparseae.atomic import atomic_write_bytes, atomic_write_text
 from sparseae.errors import CheckpointError
-from sparseae.interop.common import build_sae, exportable, log_threshold, read_json
+from sparseae.interop.common import (
+    build_sae,
+    exportable,
+    log_threshold,
+    read_json,
+    refuse_input_transform,
+)
+from sparseae.models.gated import GatedConfig, GatedSAE
+from sparseae.models.matryoshka import MatryoshkaConfig, MatryoshkaSAE
+from sparseae.models.transcoder import Transcoder
 
 CONFIG, WEIGHTS = "config.json", "ae.pt"
 
@@ -88,8 +101,6 @@ def _build(cls: Any, s: dict[str, torch.Tensor], trainer: dict[str, Any], folder
 
 
 def _gated(s: dict[str, torch.Tensor], folder: Path) -> Any:
-    from sparseae.models.gated import GatedConfig, GatedSAE
-
     n, d = s["encoder.weight"].shape
     model = GatedSAE(GatedConfig(d_in=d, n_latents=n))
     with torch.no_grad():
@@ -103,8 +114,6 @@ def _gated(s: dict[str, torch.Tensor], folder: Path) -> Any:
 
 
 def _matryoshka(s: dict[str, torch.Tensor], trainer: dict[str, Any], folder: Path) -> Any:
-    from sparseae.models.matryoshka import MatryoshkaConfig, MatryoshkaSAE
-
     d, n = s["W_enc"].shape
     widths = tuple(int(w) for w in torch.cumsum(s["group_sizes"], 0)[:-1])
     k = int(s["k"]) if "k" in s else int(trainer["k"])
@@ -118,31 +127,23 @@ def _matryoshka(s: dict[str, torch.Tensor], trainer: dict[str, Any], folder: Pat
 
 
 def save(model: Any, folder: Path) -> Path:
-    sparsity, params = exportable(model, "dictionary_learning")
-    enc, dec = model.W_enc.detach().t().contiguous(), model.W_dec.detach().t().contiguous()
-    if sparsity in ("none", "l1"):
-        cls = "AutoEncoder"
-        state = {"bias": model.b_dec.detach(), "encoder.weight": enc,
-                 "encoder.bias": model.b_enc.detach(), "decoder.weight": dec}  # fmt: skip
-    elif sparsity in ("topk", "batchtopk"):
-        if sparsity == "topk" and not params["relu"]:
-            raise CheckpointError("dictionary_learning's TopK applies ReLU: export relu=True")
-        cls = "AutoEncoderTopK" if sparsity == "topk" else "BatchTopKSAE"
-        k = model.sparsity.inference_k if sparsity == "topk" else model.sparsity.k
-        threshold = -1.0 if sparsity == "topk" else float(model.sparsity.threshold)
-        state = {
-            "encoder.weight": enc,
-            "encoder.bias": model.b_enc.detach(),
-            "decoder.weight": dec,
-            "b_dec": model.b_dec.detach(),
-            "k": torch.tensor(k, dtype=torch.int),
-            "threshold": torch.tensor(threshold),
-        }
+    if isinstance(model, Transcoder):
+        raise CheckpointError(
+            "dictionary_learning has no transcoder class (it trains ordinary dictionaries on "
+            "(input, output) pairs): export the transcoder to SAELens or sparsify"
+        )
+    if isinstance(model, GatedSAE):
+        cls, state = "GatedAutoEncoder", _gated_state(model)
+    elif isinstance(model, MatryoshkaSAE) and model.config.sparsity == "batchtopk":
+        cls, state = "MatryoshkaBatchTopKSAE", _matryoshka_state(model)
     else:
-        raise CheckpointError(f"export of a {sparsity!r} SAE to dictionary_learning is not mapped")
-    trainer = {"dict_class": cls, "activation_dim": model.d_in, "dict_size": model.n_latents}
+        cls, state = _sae_state(model)
+    trainer: dict[str, Any] = {"dict_class": cls, "activation_dim": model.d_in,
+                               "dict_size": model.n_latents}  # fmt: skip
     if "k" in state:
         trainer["k"] = int(state["k"])
+    if "group_sizes" in state:
+        trainer["group_sizes"] = [int(g) for g in state["group_sizes"]]
     import io
 
     buffer = io.BytesIO()
@@ -150,3 +151,63 @@ def save(model: Any, folder: Path) -> Path:
     atomic_write_bytes(folder / WEIGHTS, buffer.getvalue())
     atomic_write_text(folder / CONFIG, json.dumps({"trainer": trainer}, indent=2))
     return folder
+
+
+def _sae_state(model: Any) -> tuple[str, dict[str, torch.Tensor]]:
+    sparsity, params = exportable(model, "dictionary_learning",
+                                  "dictionary, gated and Matryoshka SAEs")  # fmt: skip
+    enc, dec = model.W_enc.detach().t().contiguous(), model.W_dec.detach().t().contiguous()
+    if sparsity in ("none", "l1"):
+        state = {"bias": model.b_dec.detach(), "encoder.weight": enc,
+                 "encoder.bias": model.b_enc.detach(), "decoder.weight": dec}  # fmt: skip
+        return "AutoEncoder", state
+    if sparsity not in ("topk", "batchtopk"):
+        raise CheckpointError(f"export of a {sparsity!r} SAE to dictionary_learning is not mapped")
+    if sparsity == "topk" and not params["relu"]:
+        raise CheckpointError("dictionary_learning's TopK applies ReLU: export relu=True")
+    cls = "AutoEncoderTopK" if sparsity == "topk" else "BatchTopKSAE"
+    k = model.sparsity.inference_k if sparsity == "topk" else model.sparsity.k
+    threshold = -1.0 if sparsity == "topk" else _threshold(model)
+    return cls, {
+        "encoder.weight": enc,
+        "encoder.bias": model.b_enc.detach(),
+        "decoder.weight": dec,
+        "b_dec": model.b_dec.detach(),
+        "k": torch.tensor(k, dtype=torch.int),
+        "threshold": torch.tensor(threshold),
+    }
+
+
+def _threshold(model: Any) -> float:
+    """BatchTopK's inference threshold: without one (never trained) dictionary_learning
+    would keep every positive activation where sparseae keeps each batch's top k."""
+    theta = float(model.sparsity.threshold)
+    if theta < 0:
+        raise CheckpointError("this BatchTopK SAE has no inference threshold yet: train it first")
+    return theta
+
+
+def _gated_state(model: GatedSAE) -> dict[str, torch.Tensor]:
+    """GatedAutoEncoder's names for sparseae's gated tensors (its linears hold W transposed)."""
+    refuse_input_transform(model, "dictionary_learning")
+    return {
+        "decoder_bias": model.b_dec.detach(),
+        "encoder.weight": model.W_enc.detach().t(),
+        "r_mag": model.r_mag.detach(),
+        "gate_bias": model.b_gate.detach(),
+        "mag_bias": model.b_mag.detach(),
+        "decoder.weight": model.W_dec.detach().t(),
+    }
+
+
+def _matryoshka_state(model: MatryoshkaSAE) -> dict[str, torch.Tensor]:
+    """MatryoshkaBatchTopKSAE's buffers and parameters: the nested widths become group sizes
+    (differences of 0, widths..., n_latents), decoded at inference through the threshold."""
+    exportable(model, "dictionary_learning")
+    edges = [0, *model.config.widths, model.n_latents]
+    return {
+        "k": torch.tensor(model.sparsity.k, dtype=torch.int),
+        "threshold": torch.tensor(_threshold(model), dtype=torch.float32),
+        "group_sizes": torch.tensor([b - a for a, b in zip(edges, edges[1:], strict=False)]),
+        **{name: getattr(model, name).detach() for name in ("W_enc", "b_enc", "W_dec", "b_dec")},
+    }

@@ -2,14 +2,19 @@
 ``b_enc``, ``W_dec (d_sae, d_in)``, ``b_dec``; JumpReLU adds ``threshold``, gated SAEs
 ``b_gate``, ``b_mag``, ``r_mag``).
 
-Mapped: architectures ``standard`` (ReLU; its L1 was a training term), ``topk``,
-``jumprelu`` and ``gated`` (to `GatedSAE`); ``apply_b_dec_to_input=False`` is folded into the
-encoder biases; the norm-scaling mode ``expected_average_only_in`` needs no work at
+Mapped both ways: architectures ``standard`` (ReLU; its L1 was a training term), ``topk``,
+``jumprelu`` and ``gated`` (`GatedSAE`), and the transcoders ``transcoder``,
+``skip_transcoder``, ``jumprelu_transcoder`` and ``jumprelu_skip_transcoder`` (`Transcoder`;
+``W_dec (d_sae, d_out)``, ``b_dec (d_out,)``, ``W_skip (d_out, d_in)`` applied as
+``x @ W_skip.T``; SAELens' transcoders never subtract ``b_dec`` from the input). A BatchTopK
+model (also a Matryoshka SAE) exports as JumpReLU with its inference threshold, as SAELens'
+own BatchTopK and Matryoshka trainers save. On load ``apply_b_dec_to_input=False`` is folded
+into the encoder biases; the norm-scaling mode ``expected_average_only_in`` needs no work at
 inference (SAELens folds its factor into the weights when saving). A TopK SAE trained with
 ``rescale_acts_by_decoder_norm`` (decoder rows not unit norm, as training folders hold them)
-is folded into plain weights. Refused with the reason: transcoders (another target),
-per-sample normalisations (``constant_norm_rescale``, ``layer_norm``, whitening) and
-``hook_z`` reshaping."""
+is folded into plain weights. Refused with the reason: per-sample normalisations
+(``constant_norm_rescale``, ``layer_norm``, whitening), ``hook_z`` reshaping, and on export
+TopK transcoders (SAELens has none)."""
 
 from __future__ import annotations
 
@@ -21,10 +26,28 @@ import torch
 
 from sparseae.atomic import atomic_save_tensors, atomic_write_text, load_tensors
 from sparseae.errors import CheckpointError
-from sparseae.interop.common import build_sae, exportable, log_threshold, read_json
+from sparseae.interop.common import (
+    build_sae,
+    build_transcoder,
+    copy_weights,
+    exportable,
+    log_threshold,
+    read_json,
+    refuse_input_transform,
+    transcoder_exportable,
+)
+from sparseae.models.gated import GatedConfig, GatedSAE
+from sparseae.models.transcoder import Transcoder
 
 CONFIG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
 ARCHITECTURES = {"standard": "none", "topk": "topk", "jumprelu": "jumprelu", "gated": "gated"}
+# architecture -> (sparseae sparsity, skip connection)
+TRANSCODERS = {
+    "transcoder": ("none", False),
+    "skip_transcoder": ("none", True),
+    "jumprelu_transcoder": ("jumprelu", False),
+    "jumprelu_skip_transcoder": ("jumprelu", True),
+}
 
 
 def is_folder(folder: Path) -> bool:
@@ -37,6 +60,8 @@ def load(folder: Path) -> Any:
     t = load_tensors(folder / WEIGHTS)
     if cfg.get("architecture") == "gated":
         return _gated(t, cfg, folder)
+    if cfg.get("architecture") in TRANSCODERS:
+        return _transcoder(t, cfg, folder)
     try:
         w_enc, b_enc, w_dec, b_dec = t["W_enc"], t["b_enc"], t["W_dec"], t["b_dec"]
     except KeyError as exc:
@@ -60,8 +85,6 @@ def load(folder: Path) -> Any:
 def _gated(t: dict[str, torch.Tensor], cfg: dict[str, Any], folder: Path) -> Any:
     """SAELens' gated SAE is sparseae's `GatedSAE` tensor for tensor (b_dec folded into the
     biases where SAELens does not subtract it from the input)."""
-    from sparseae.models.gated import GatedConfig, GatedSAE
-
     try:
         w_enc, w_dec, b_dec = t["W_enc"], t["W_dec"], t["b_dec"]
         b_gate, b_mag, r_mag = t["b_gate"], t["b_mag"], t["r_mag"]
@@ -72,10 +95,30 @@ def _gated(t: dict[str, torch.Tensor], cfg: dict[str, Any], folder: Path) -> Any
         b_mag = b_mag + b_dec @ (w_enc * r_mag.exp())
     d, n = w_enc.shape
     model = GatedSAE(GatedConfig(d_in=d, n_latents=n))
-    with torch.no_grad():
-        for name, value in (("W_enc", w_enc), ("W_dec", w_dec), ("b_dec", b_dec),
-                            ("b_gate", b_gate), ("b_mag", b_mag), ("r_mag", r_mag)):  # fmt: skip
-            getattr(model, name).copy_(value.float())
+    tensors = {"W_enc": w_enc, "W_dec": w_dec, "b_dec": b_dec, "b_gate": b_gate,
+               "b_mag": b_mag, "r_mag": r_mag}  # fmt: skip
+    if any(tuple(v.shape) != tuple(getattr(model, k).shape) for k, v in tensors.items()):
+        raise CheckpointError(f"{folder}: tensor shapes do not form one gated SAE")
+    copy_weights(model, tensors, folder)
+    return model
+
+
+def _transcoder(t: dict[str, torch.Tensor], cfg: dict[str, Any], folder: Path) -> Transcoder:
+    """SAELens' transcoders as a `Transcoder`: the same encoder and decoder, ``W_skip``
+    transposed. ``apply_b_dec_to_input`` is not read: SAELens' transcoder never subtracts
+    ``b_dec`` (its width is ``d_out``), whatever the flag says."""
+    sparsity, skip = TRANSCODERS[cfg["architecture"]]
+    try:
+        tensors = {k: t[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}
+        if skip:
+            tensors["W_skip"] = t["W_skip"].t()
+        threshold = t["threshold"] if sparsity == "jumprelu" else None
+    except KeyError as exc:
+        raise CheckpointError(f"{folder / WEIGHTS} has no tensor {exc}") from None
+    model = build_transcoder(sparsity, {}, tensors, folder)
+    if threshold is not None:
+        with torch.no_grad():
+            model.sparsity.log_threshold.copy_(log_threshold(threshold))
     return model
 
 
@@ -93,10 +136,10 @@ def _fold_decoder_norm(w_enc: Any, b_enc: Any, w_dec: Any, arch: str, folder: Pa
 
 def _refuse_unsupported(cfg: dict[str, Any], folder: Path) -> None:
     arch = cfg.get("architecture", "standard")
-    if arch not in ARCHITECTURES:
+    if arch not in ARCHITECTURES and arch not in TRANSCODERS:
         raise CheckpointError(
-            f"{folder / CONFIG}: SAELens architecture {arch!r} is not representable by the "
-            "one-layer dictionary SAE (mapped: standard, topk, jumprelu)"
+            f"{folder / CONFIG}: SAELens architecture {arch!r} is not representable in "
+            f"sparseae (mapped: {', '.join([*ARCHITECTURES, *TRANSCODERS])})"
         )
     norm = cfg.get("normalize_activations", "none")
     if norm not in ("none", "expected_average_only_in"):
@@ -109,23 +152,38 @@ def _refuse_unsupported(cfg: dict[str, Any], folder: Path) -> None:
 
 
 def save(model: Any, folder: Path) -> Path:
-    sparsity, params = exportable(model, "SAELens")
-    tensors = {
-        "W_enc": model.W_enc.detach(),
-        "b_enc": model.b_enc.detach(),
-        "W_dec": model.W_dec.detach(),
-        "b_dec": model.b_dec.detach(),
-    }
-    cfg: dict[str, Any] = {
-        "d_in": model.d_in,
-        "d_sae": model.n_latents,
+    if isinstance(model, Transcoder):
+        cfg, tensors = _transcoder_export(model)
+    elif isinstance(model, GatedSAE):
+        cfg, tensors = _gated_export(model)
+    else:
+        cfg, tensors = _sae_export(model)
+    atomic_save_tensors(folder / WEIGHTS, tensors)
+    atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2))
+    return folder
+
+
+def _base_cfg(d_in: int, d_sae: int, apply_b_dec_to_input: bool) -> dict[str, Any]:
+    return {
+        "d_in": d_in,
+        "d_sae": d_sae,
         "dtype": "float32",
         "device": "cpu",
-        "apply_b_dec_to_input": True,
+        "apply_b_dec_to_input": apply_b_dec_to_input,
         "normalize_activations": "none",
         "reshape_activations": "none",
         "metadata": {"model_name": "sparseae"},
     }
+
+
+def _weights(model: Any, *names: str) -> dict[str, torch.Tensor]:
+    return {name: getattr(model, name).detach() for name in names}
+
+
+def _sae_export(model: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    sparsity, params = exportable(model, "SAELens", "SAEs, gated SAEs and transcoders")
+    tensors = _weights(model, "W_enc", "b_enc", "W_dec", "b_dec")
+    cfg = _base_cfg(model.d_in, model.n_latents, True)
     if sparsity in ("none", "l1"):
         cfg["architecture"] = "standard"
     elif sparsity == "topk":
@@ -138,9 +196,38 @@ def save(model: Any, folder: Path) -> Path:
         tensors["threshold"] = _thresholds(model)
     else:
         raise CheckpointError(f"SAELens has no {sparsity!r} SAE at inference")
-    atomic_save_tensors(folder / WEIGHTS, tensors)
-    atomic_write_text(folder / CONFIG, json.dumps(cfg, indent=2))
-    return folder
+    return cfg, tensors
+
+
+def _gated_export(model: GatedSAE) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """SAELens' gated SAE holds sparseae's gated tensors under the same names."""
+    refuse_input_transform(model, "SAELens")
+    cfg = {**_base_cfg(model.d_in, model.n_latents, True), "architecture": "gated"}
+    return cfg, _weights(model, "W_enc", "W_dec", "b_dec", "b_gate", "b_mag", "r_mag")
+
+
+def _transcoder_export(model: Transcoder) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """SAELens' transcoders are ReLU or JumpReLU (a BatchTopK code goes as JumpReLU with its
+    inference threshold); it has no TopK transcoder, so that is refused."""
+    sparsity, _ = transcoder_exportable(model, "SAELens")
+    if sparsity in ("none", "l1"):
+        arch = "transcoder"
+    elif sparsity in ("jumprelu", "batchtopk"):
+        arch = "jumprelu_transcoder"
+    else:
+        raise CheckpointError(
+            f"SAELens has no {sparsity!r} transcoder (it has ReLU and JumpReLU ones): export "
+            "a jumprelu, batchtopk or none/l1 transcoder"
+        )
+    tensors = _weights(model, "W_enc", "b_enc", "W_dec", "b_dec")
+    if model.W_skip is not None:
+        arch = arch.replace("transcoder", "skip_transcoder")
+        tensors["W_skip"] = model.W_skip.detach().t()
+    if arch.startswith("jumprelu"):
+        tensors["threshold"] = _thresholds(model)
+    cfg = {**_base_cfg(model.d_in, model.n_latents, False), "architecture": arch}
+    cfg["d_out"] = model.config.d_out
+    return cfg, tensors
 
 
 def _thresholds(model: Any) -> torch.Tensor:
