@@ -55,8 +55,8 @@ def _constraints() -> dict[str, list[Any]]:
         "transform_n_nonzero_coefs": [positive, None],
         "transform_alpha": [Interval(Real, 0, None, closed="left"), None],
         "positive_code": ["boolean"],
-        "epochs": [positive],
-        "omp_epochs": [Interval(Integral, 0, None, closed="left")],
+        "epochs": [positive, None],
+        "omp_epochs": [Interval(Integral, 0, None, closed="left"), None],
         "batch_size": [positive],
         "forget": [Interval(Real, 0, 1, closed="right")],
         "random_state": [Interval(Integral, 0, 2**63 - 1, closed="both"), None],
@@ -81,8 +81,8 @@ class DictionaryLearning(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         transform_n_nonzero_coefs: int | None = None,
         transform_alpha: float | None = None,
         positive_code: bool = False,
-        epochs: int = 4,
-        omp_epochs: int = 2,
+        epochs: int | None = None,
+        omp_epochs: int | None = None,
         batch_size: int = 500,
         forget: float = 0.9,
         random_state: int | None = 0,
@@ -111,14 +111,24 @@ class DictionaryLearning(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         k = self.n_nonzero_coefs or self.transform_n_nonzero_coefs or max(1, n_atoms // 10)
         return min(int(k), n_atoms)
 
+    def _schedule(self, k: int) -> tuple[int, int]:
+        """(epochs, OMP epochs). Unset: 4 with 2 of OMP up to L0 16, else 3 with 1. An OMP
+        epoch costs about L0² and, at larger L0, the lasso-learned atoms are already ahead
+        (MNIST, 256 atoms: test MSE at L0 25 0.0076 either way, at L0 10 0.0134 -> 0.0133)."""
+        epochs, omp = (4, 2) if k <= 16 else (3, 1)
+        epochs = self.epochs or epochs
+        return epochs, min(epochs, omp if self.omp_epochs is None else self.omp_epochs)
+
     def _settings(self) -> LearnSettings:
+        k = self._target_l0(self.n_components)
+        epochs, omp_epochs = self._schedule(k)
         return LearnSettings(
             n_atoms=self.n_components,
-            n_nonzero_coefs=self._target_l0(self.n_components),
+            n_nonzero_coefs=k,
             fit_algorithm=self.fit_algorithm,
             alpha=self.alpha,
-            epochs=self.epochs,
-            omp_epochs=min(self.omp_epochs, self.epochs),
+            epochs=epochs,
+            omp_epochs=omp_epochs,
             batch_size=self.batch_size,
             forget=self.forget,
             positive=self.positive_code,
@@ -138,7 +148,7 @@ class DictionaryLearning(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.components_ = state.atoms.cpu().numpy().astype(X.dtype)
         self.n_nonzero_coefs_ = self._target_l0(self.n_components)
         self.alpha_ = float(state.alpha)
-        self.n_iter_ = self.epochs
+        self.n_iter_ = self._schedule(self.n_nonzero_coefs_)[0]
         self.n_steps_ = state.steps
         self.history_ = {"l0": state.l0, "mse": state.mse}
         self._set_space(X.shape[1], X.dtype)

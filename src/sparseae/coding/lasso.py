@@ -25,9 +25,11 @@ def lipschitz(gram: Tensor) -> float:
 
 
 def soft_threshold(v: Tensor, tau: float, positive: bool = False) -> Tensor:
+    """One fused kernel (softshrink), not four elementwise passes: in FISTA on a CPU the
+    elementwise work costs as much as the (rows x atoms) @ (atoms x atoms) product."""
     if positive:
-        return (v - tau).clamp_min(0.0)
-    return torch.sign(v) * (v.abs() - tau).clamp_min(0.0)
+        return torch.relu(v - tau)
+    return torch.nn.functional.softshrink(v, tau)
 
 
 def fista_gram(
@@ -47,10 +49,14 @@ def fista_gram(
     step = 1.0 / (lipschitz_constant or lipschitz(gram))
     h = cov.new_zeros(cov.shape) if init is None else init.clone()
     y, t = h.clone(), 1.0
+    step_cov = step * cov
     for it in range(max_iter):
-        h_next = soft_threshold(y - step * (y @ gram - cov), alpha * step, positive)
+        # the gradient step y - step (y G - cov) as one product-and-add
+        h_next = soft_threshold(
+            torch.addmm(y + step_cov, y, gram, alpha=-step), alpha * step, positive
+        )
         t_next = (1.0 + (1.0 + 4.0 * t * t) ** 0.5) / 2.0
-        y = h_next + ((t - 1.0) / t_next) * (h_next - h)
+        y = torch.add(h_next, h_next - h, alpha=(t - 1.0) / t_next)
         if it % 10 == 9:
             change = float((h_next - h).abs().max()) / max(float(h_next.abs().max()), 1e-12)
             if change < tol:
