@@ -39,7 +39,8 @@ PEERS ?= .peers
 PEER_PACKAGES = sae-lens==6.54.12 eai-sparsify==1.3.3 dictionary-learning==0.1.0 einops \
 	simple-parsing natsort pyyaml typing-extensions accelerate "transformer-lens<3" jaxtyping \
 	wadler-lindig datasets multiprocess pyarrow dill xxhash better-abc typeguard requests \
-	urllib3 certifi docstring-parser
+	urllib3 certifi docstring-parser pyod==3.6.7 scikit-learn==1.9.1 scipy==1.17.1 joblib==1.6.0 \
+	threadpoolctl==3.8.0 narwhals==2.29.0 cloudpickle==3.1.3 numba==0.68.1 llvmlite==0.50.0 tqdm
 
 peers: $(PEERS)/.installed
 
@@ -60,6 +61,18 @@ bench-eval-sparsify: peers venv-dev
 bench-architectures: peers venv-dev
 	PYTHONPATH=$$($(PY) -c "import site; print(site.getsitepackages()[0])") \
 		$(PEERS)/bin/python benchmarks/architectures.py
+
+# SparseAEDetector's defaults against PyOD's AutoEncoder, one-class MNIST/Fashion (ARGS=--quick)
+.PHONY: bench-one-class
+bench-one-class: peers venv-dev
+	PYTHONPATH=$$($(PY) -c "import site; print(site.getsitepackages()[0])") \
+		$(PEERS)/bin/python benchmarks/one_class_auroc.py $(ARGS)
+
+# sparseae's SAE step and time-to-FVU against sparsify, SAELens and dictionary_learning (ARGS=--quick)
+.PHONY: bench-sae-peers
+bench-sae-peers: peers venv-dev
+	PYTHONPATH=$$($(PY) -c "import site; print(site.getsitepackages()[0])") \
+		$(PEERS)/bin/python benchmarks/sae_vs_peers.py $(ARGS)
 
 lint: venv-dev
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -8,13 +8,17 @@ PyOD's convention, which anomaly-detection users expect: ``decision_function`` i
 reconstruction error (higher = more abnormal), ``predict`` gives 1 for outliers and 0 for
 inliers, with ``decision_scores_`` (training errors) and ``threshold_``.
 
-Inputs are arbitrary real arrays (scikit-learn's checks feed anything), so the defaults are
-an MSE loss with a linear output on standardised inputs; ``scale="unit"`` keeps [0, 1] data
-as is for the image recipes (sigmoid output, BCE allowed).
+Inputs are arbitrary real arrays (scikit-learn's checks feed anything), so
+`SparseAutoencoder`'s defaults are an MSE loss with a linear output on standardised inputs;
+``scale="unit"`` keeps [0, 1] data as is for the image recipes (sigmoid output, BCE allowed)
+and ``scale="auto"`` picks one of the two from the training data (`resolve_scale`).
+`SparseAEDetector` defaults to ``"auto"`` and to a combined anomaly score (squared error,
+cosine distance and code-space kNN distance): its docstring says why.
 """
 
 from __future__ import annotations
 
+import json
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -40,6 +44,21 @@ from sparseae.training.evaluate import map_batches
 from sparseae.training.trainer import Trainer
 
 
+def resolve_scale(scale: str, X: np.ndarray) -> str:
+    """What ``scale="auto"`` means for this training data: ``"unit"`` (rows kept as they are,
+    sigmoid output) when every value lies in [0, 1], else ``"standard"``.
+
+    Why: [0, 1] data (pixel intensities, proportions, min-max scaled features) already share
+    one scale, and standardising them inflates near-constant features (the border pixels of
+    MNIST) into huge z-scores that dominate the reconstruction error; on the one-class MNIST
+    protocol that costs 4.4 AUROC points. Any other data is standardised per feature, the
+    safe choice when features come in unrelated units."""
+    if scale != "auto":
+        return scale
+    inside = X.size > 0 and float(X.min()) >= 0.0 and float(X.max()) <= 1.0
+    return "unit" if inside else "standard"
+
+
 class ParameterError(ConfigError, InvalidParameterError):
     """A parameter outside its declared domain: sparseae's ConfigError and scikit-learn's
     InvalidParameterError at once, so both kinds of caller can catch it."""
@@ -59,7 +78,7 @@ def _parameter_constraints() -> dict[str, list[Any]]:
         "activation": [StrOptions(set(ACTIVATIONS))],
         "code_activation": [StrOptions(set(ACTIVATIONS)), None],
         "loss": [StrOptions({"mse", "bce"})],
-        "scale": [StrOptions({"standard", "unit", "none"})],
+        "scale": [StrOptions({"standard", "unit", "none", "auto"})],
         "corruption": [StrOptions(set(corruption_names()))],
         "corruption_params": [dict, None],
         "epochs": [positive_int],
@@ -150,7 +169,7 @@ class SparseAutoencoder(
         code_act = self.code_activation or {"kl": "sigmoid", "topk": "linear"}.get(
             self.sparsity, self.activation
         )
-        unit = self.scale == "unit"
+        unit = self._scale_mode() == "unit"
         return ModelConfig(
             d_in=d_in,
             n_latents=self.n_latents,
@@ -175,13 +194,17 @@ class SparseAutoencoder(
             device=self.device,
         )
 
+    def _scale_mode(self) -> str:
+        """The scaling in force: ``scale`` itself, or what ``"auto"`` resolved to at fit."""
+        return str(getattr(self, "scale_mode_", self.scale))
+
     def _scale(self, X: np.ndarray) -> np.ndarray:
-        if self.scale == "standard":
+        if self._scale_mode() == "standard":
             return ((X - self.mean_) / self.scale_).astype(np.float32)
         return X.astype(np.float32)
 
     def _unscale(self, X: np.ndarray) -> np.ndarray:
-        if self.scale == "standard":
+        if self._scale_mode() == "standard":
             return X * self.scale_ + self.mean_
         return X
 
@@ -207,14 +230,15 @@ class SparseAutoencoder(
         transform, so the saved model folder encodes raw rows by itself)."""
         self._check_params()
         X = validate_data(self, X, dtype=np.float64, ensure_min_samples=2)
-        if self.scale == "standard":
+        self.scale_mode_ = resolve_scale(self.scale, X)
+        if self.scale_mode_ == "standard":
             self.mean_ = X.mean(axis=0)
             std = X.std(axis=0)
             self.scale_ = np.where(std > 0, std, 1.0)
         if self.random_state is not None:
             torch.manual_seed(int(self.random_state))
         self.model_ = Autoencoder(self._model_config(X.shape[1]))
-        if self.scale == "standard":
+        if self.scale_mode_ == "standard":
             self.model_.input_transform.set(self.mean_, 1.0 / self.scale_)
         self.history_: list[dict[str, Any]] = []
         return X
@@ -225,8 +249,12 @@ class SparseAutoencoder(
         self.history_.extend(history.records)
         self.model_.eval()
 
+    def _training_scores(self, X: np.ndarray) -> np.ndarray:
+        """The outlier scores of the training rows, from which the threshold is read."""
+        return self._errors(X)
+
     def _set_threshold(self, X: np.ndarray) -> None:
-        self.decision_scores_ = self._errors(X)
+        self.decision_scores_ = self._training_scores(X)
         if self.threshold == "mean_std":
             s = self.decision_scores_
             self.threshold_ = float(s.mean() + self.n_std * s.std())
@@ -300,21 +328,25 @@ class SparseAutoencoder(
             "estimator": {k: v for k, v in self.get_params().items()},
             "threshold_": self.threshold_,
             "n_features_in_": int(self.n_features_in_),
+            "scale_mode_": self._scale_mode(),
         }
-        if self.scale == "standard":
+        if self._scale_mode() == "standard":
             extra["mean_"] = self.mean_.tolist()
             extra["scale_"] = self.scale_.tolist()
         save(self.model_, folder, history=self.history_, extra=extra)
         scores = folder / "decision_scores.json"
-        import json
-
         atomic_write_text(scores, json.dumps(self.decision_scores_.tolist()))
+        self._save_state(folder)
         return folder
+
+    def _save_state(self, folder: Path) -> None:
+        """Fitted state beyond the model and the threshold (none here; see the detector)."""
+
+    def _load_state(self, folder: Path) -> None:
+        """Counterpart of `_save_state`."""
 
     @classmethod
     def load(cls, folder: str | Path) -> SparseAutoencoder:
-        import json
-
         from sparseae.checkpoint import read_config, read_history
 
         folder = Path(folder)
@@ -331,26 +363,162 @@ class SparseAutoencoder(
         est.threshold_ = float(extra["threshold_"])
         est.offset_ = -est.threshold_
         est.n_features_in_ = int(extra["n_features_in_"])
+        est.scale_mode_ = str(extra.get("scale_mode_", params["scale"]))
         if "mean_" in extra:
             est.mean_ = np.asarray(extra["mean_"])
             est.scale_ = np.asarray(extra["scale_"])
         scores = folder / "decision_scores.json"
         if scores.is_file():
             est.decision_scores_ = np.asarray(json.loads(scores.read_text()))
+        est._load_state(folder)
         return est
+
+
+#: the most training codes kept as the kNN reference (a seeded random subset beyond it): the
+#: scoring cost and the saved folder stay bounded on large training sets
+MAX_REFERENCE = 20_000
+#: the parts of the combined score, each a log-ratio standardised on the training rows
+SCORE_PARTS = ("mse", "cosine", "knn")
 
 
 class SparseAEDetector(SparseAutoencoder):
     """The autoencoder as an anomaly detector with PyOD's conventions: ``decision_function``
-    is the reconstruction error (higher = more abnormal), ``predict`` returns 1 for outliers
-    and 0 for inliers using ``threshold_`` (the ``contamination`` quantile of the training
-    errors, or the mean + k·std rule, mean + ``n_std`` x std, with ``threshold="mean_std"``)."""
+    is the anomaly score (higher = more abnormal), ``predict`` returns 1 for outliers and 0
+    for inliers using ``threshold_`` (the ``contamination`` quantile of the training scores,
+    or the mean + k·std rule, mean + ``n_std`` x std, with ``threshold="mean_std"``), and
+    ``decision_scores_`` holds the training rows' scores.
+
+    Defaults, and why (measured on the one-class MNIST / Fashion-MNIST protocol,
+    ``benchmarks/one_class_auroc.py``, which PyOD's AutoEncoder runs beside):
+
+    - ``scale="auto"``: [0, 1] data kept as is with a sigmoid output, anything else
+      standardised (see `resolve_scale`); standardising pixels cost 4.4 AUROC points.
+    - a shallow ``784-32-784``-style model (``hidden=()``, 32 latents, 20 epochs, batch 64):
+      deeper models, wider or narrower codes, more epochs and denoising were each no better
+      on average (deeper and longer fit the other classes too well).
+    - ``anomaly_score="combined"``: the sum of three standardised log scores, each computed
+      on the training rows too (leave-one-out for the kNN part) so that they share one
+      scale: the squared error (what the model cannot reproduce), the cosine distance
+      between input and reconstruction (a wrong shape, blind to brightness and norm, which
+      the squared error confounds with anomaly), and the mean distance of the code to its
+      ``n_neighbors`` nearest training codes (an input the model reconstructs well but maps
+      where no training row lies). Each part alone is weaker than the sum; it added about
+      one AUROC point on both data sets. ``anomaly_score="reconstruction"`` gives the plain
+      mean squared error.
+
+    ``reconstruction_error`` and ``score_samples`` stay the plain squared error."""
+
+    #: the parent's parameters plus the scoring ones
+    _parameter_constraints: dict[str, list[Any]] = {
+        **SparseAutoencoder._parameter_constraints,
+        "anomaly_score": [StrOptions({"combined", "reconstruction"})],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        n_latents: int = 32,
+        hidden: tuple[int, ...] = (),
+        sparsity: str = "none",
+        sparsity_params: dict[str, Any] | None = None,
+        activation: str = "relu",
+        code_activation: str | None = None,
+        loss: str = "mse",
+        scale: str = "auto",
+        corruption: str = "none",
+        corruption_params: dict[str, Any] | None = None,
+        epochs: int = 20,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        anomaly_score: str = "combined",
+        n_neighbors: int = 5,
+        threshold: str = "contamination",
+        contamination: float = 0.1,
+        n_std: float = 3.0,
+        random_state: int | None = 0,
+        device: str = "cpu",
+        verbose: bool = False,
+    ) -> None:
+        super().__init__(
+            n_latents=n_latents, hidden=hidden, sparsity=sparsity,
+            sparsity_params=sparsity_params, activation=activation,
+            code_activation=code_activation, loss=loss, scale=scale, corruption=corruption,
+            corruption_params=corruption_params, epochs=epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, threshold=threshold, contamination=contamination,
+            n_std=n_std, random_state=random_state, device=device, verbose=verbose,
+        )  # fmt: skip
+        self.anomaly_score = anomaly_score
+        self.n_neighbors = n_neighbors
+
+    # -- the combined score -------------------------------------------------------------------
+    def _parts(self, X: np.ndarray, training: bool = False) -> dict[str, np.ndarray]:
+        """The score's raw parts for validated rows X (kNN leave-one-out when ``training``)."""
+        from sparseae.apps.anomaly import error_features, knn_distances
+
+        xs = self._scale(X)
+        codes = self._map(xs, self.model_.code)
+        recon = self._map(codes, self.model_.decode, name="codes")
+        parts = error_features(xs, recon)
+        if self.anomaly_score == "combined":
+            k = min(int(self.n_neighbors), max(len(self.reference_codes_) - int(training), 1))
+            parts["knn"] = knn_distances(self.reference_codes_, codes, k, exclude_self=training)
+        return parts
+
+    def _combine(self, parts: dict[str, np.ndarray]) -> np.ndarray:
+        """Sum of the parts' log values standardised by the training rows' mean and std."""
+        if self.anomaly_score == "reconstruction":
+            return parts["mse"]
+        total = np.zeros(len(parts["mse"]))
+        for name in SCORE_PARTS:
+            mean, std = self.score_stats_[name]
+            total += (np.log(np.maximum(parts[name], 0.0) + 1e-12) - mean) / std
+        return total
+
+    def _training_scores(self, X: np.ndarray) -> np.ndarray:
+        """Keeps the reference codes, then the parts' log statistics on the training rows."""
+        codes = self._map(self._scale(X), self.model_.code)
+        if len(codes) > MAX_REFERENCE:
+            rng = np.random.default_rng(self.random_state)
+            codes = codes[np.sort(rng.choice(len(codes), MAX_REFERENCE, replace=False))]
+        self.reference_codes_ = codes.astype(np.float32)
+        parts = self._parts(X, training=True)
+        self.score_stats_: dict[str, tuple[float, float]] = {}
+        for name in SCORE_PARTS if self.anomaly_score == "combined" else ():
+            logs = np.log(np.maximum(parts[name], 0.0) + 1e-12)
+            std = float(logs.std())
+            self.score_stats_[name] = (float(logs.mean()), std if std > 0 else 1.0)
+        return self._combine(parts)
 
     def decision_function(self, X: Any) -> np.ndarray:
-        return self.reconstruction_error(X)
+        """The anomaly score (higher = more abnormal): see ``anomaly_score``."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self._combine(self._parts(X))
 
     def predict(self, X: Any) -> np.ndarray:
         return (self.decision_function(X) > self.threshold_).astype(int)
+
+    # -- persistence of the scoring state -----------------------------------------------------
+    def _save_state(self, folder: Path) -> None:
+        from sparseae.atomic import atomic_save_tensors
+
+        codes = torch.from_numpy(np.ascontiguousarray(self.reference_codes_))
+        atomic_save_tensors(folder / "reference_codes.safetensors", {"codes": codes})
+        stats = {k: list(v) for k, v in self.score_stats_.items()}
+        atomic_write_text(folder / "score_stats.json", json.dumps(stats))
+
+    def _load_state(self, folder: Path) -> None:
+        from sparseae.atomic import load_tensors
+
+        if not (folder / "reference_codes.safetensors").is_file():
+            # saved before the combined score existed: that detector scored by squared error
+            self.anomaly_score, self.score_stats_ = "reconstruction", {}
+            return
+        self.reference_codes_ = load_tensors(folder / "reference_codes.safetensors")["codes"]
+        self.reference_codes_ = self.reference_codes_.numpy()
+        stats = json.loads((folder / "score_stats.json").read_text())
+        self.score_stats_ = {k: (float(v[0]), float(v[1])) for k, v in stats.items()}
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()
