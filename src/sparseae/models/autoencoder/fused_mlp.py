@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from sparseae.corruptions import NoCorruption
 from sparseae.models.autoencoder.backbones.mlp import MLPBackbone
 from sparseae.models.base import StepOutput
+from sparseae.models.fused_base import OwnedGradients, not_plain
 from sparseae.nn_utils import ACTIVATIONS
 
 _SUPPORTED_ACTIVATIONS = frozenset({"relu", "gelu", "sigmoid", "tanh", "linear"})
@@ -50,8 +51,8 @@ _set_mkldnn = getattr(torch._C, "_set_mkldnn_enabled", lambda flag: None)
 def supports(model: Any, plain: type | None = None) -> str | None:
     """None when `FusedMLPStep` trains ``model`` exactly as autograd would, else the reason
     it does not (for logs and tests)."""
-    if plain is not None and type(model) is not plain:
-        return f"not a plain {plain.__name__} (a subclass may change the objective)"
+    if (why := not_plain(model, plain)) is not None:
+        return why
     if type(model.backbone) is not MLPBackbone:
         return f"{model.config.backbone} backbone"
     cfg = model.config
@@ -101,7 +102,7 @@ class _Layer:
             gw.addmm_(grad_a.t(), h_in)
 
 
-class FusedMLPStep:
+class FusedMLPStep(OwnedGradients):
     """``step(x)`` -> `StepOutput` with every parameter's ``.grad`` already set, as
     ``model.step(x)`` followed by ``loss.backward()`` on freshly zeroed gradients.
 
@@ -149,13 +150,6 @@ class FusedMLPStep:
         for layer, bias in zip(layers, [*bb.enc_biases, *bb.dec_biases], strict=True):
             layer.grad_b = by_param[id(bias)]
         self._storage = [p.data_ptr() for p in self.params]
-
-    def _attach_grads(self) -> None:
-        if [p.data_ptr() for p in self.params] != self._storage:
-            self._build()
-        for p, g in zip(self.params, self.grads, strict=True):
-            if p.grad is not g:
-                p.grad = g
 
     # -- the step -------------------------------------------------------------------------------
     def step(self, x: Tensor) -> StepOutput:

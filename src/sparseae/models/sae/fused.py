@@ -31,13 +31,14 @@ import torch
 from torch import Tensor
 
 from sparseae.models.base import StepOutput
+from sparseae.models.fused_base import OwnedGradients, not_plain
 from sparseae.models.sae import kernels
 
 
 def supports(model: Any, plain: type) -> str | None:
     """None when `SAEFusedStep` trains ``model`` exactly as autograd would, else why not."""
-    if type(model) is not plain:
-        return f"not a plain {plain.__name__} (a subclass may change the objective)"
+    if (why := not_plain(model, plain)) is not None:
+        return why
     if not model.uses_sparse_path:
         return "the dense path (a sparsity without a sparse support, or a penalty)"
     if model.config.bf16:
@@ -47,7 +48,7 @@ def supports(model: Any, plain: type) -> str | None:
     return None
 
 
-class SAEFusedStep:
+class SAEFusedStep(OwnedGradients):
     """``step(x)`` -> `StepOutput` with every parameter's ``.grad`` set, as ``model.step(x)``
     then ``loss.backward()`` on fresh gradients. Buffers (gradients, the pre-activation) are
     allocated once and reused; ``StepOutput.pre`` is that buffer, valid until the next step.
@@ -65,13 +66,6 @@ class SAEFusedStep:
         self.grads = [torch.empty_like(p, memory_format=torch.contiguous_format)
                       for p in self.params]  # fmt: skip
         self._storage = [p.data_ptr() for p in self.params]
-
-    def _attach_grads(self) -> None:
-        if [p.data_ptr() for p in self.params] != self._storage:
-            self._build()
-        for p, g in zip(self.params, self.grads, strict=True):
-            if p.grad is not g:
-                p.grad = g
 
     def _pre_buffer(self, batch: int, like: Tensor) -> Tensor:
         n = self.model.n_latents
