@@ -17,6 +17,7 @@ images, 1 repeat, no context rows). Writes ``benchmarks/results/dictionary_vs_sk
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import md_table, write_results
+from _common import RESULTS, md_table, write_results
 from sklearn.decomposition import MiniBatchDictionaryLearning
 
 import sparseae
@@ -104,7 +105,7 @@ def context_rows(xtr: np.ndarray, xte: np.ndarray) -> list[dict[str, Any]]:
             own = mse(xte, arora.decode(h).numpy())
         l0 = float((h != 0).sum(1).float().mean())
         omp = sparseae.DictionaryLearning.from_components(
-            arora.filters().numpy(), transform_n_nonzero_coefs=k
+            arora.filters().numpy(), offset=arora.mean.numpy(), transform_n_nonzero_coefs=k
         )
         rows.append(_context("Arora et al. 2015, 10 epochs", k, l0, own, omp, xte, cpu))
     return rows
@@ -119,6 +120,10 @@ def _context(name, k, l0, own, omp, xte, cpu) -> dict[str, Any]:  # noqa: ANN001
         "MSE, OMP on its atoms": float(omp.reconstruction_error(xte).mean()),
         "train CPU s": round(cpu, 1),
     }
+
+
+def _int_keys(runs: list[dict]) -> list[dict[int, dict[str, float]]]:
+    return [{int(k): v for k, v in run.items()} for run in runs]
 
 
 def summary(runs: list[dict[int, dict[str, float]]], k: int, key: str) -> tuple[float, str]:
@@ -152,12 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument(
+        "--context-only", action="store_true", help="rerun the context rows, keep the rest"
+    )
     args = ap.parse_args(argv)
     n, repeats = (2000, 1) if args.quick else (10_000, args.repeats)
     data = load_dataset("mnist", data_dir=args.data_dir or find_shared_data_dir(), val_size=0)
     xtr = np.asarray(data.train.x[:n], dtype=np.float64).reshape(n, -1)
     xte = np.asarray(data.test.x, dtype=np.float64).reshape(len(data.test.x), -1)
     peer, ours = [], []
+    if args.context_only:  # the timed rows from the last full run
+        saved = json.loads((RESULTS / "dictionary_vs_sklearn.json").read_text())
+        peer, ours = (_int_keys(saved[s]) for s in ("peer", "ours"))
+        repeats = 0
     for r in range(repeats):
         order = (("peer", run_peer), ("ours", run_ours))
         for name, fn in order if r % 2 == 0 else order[::-1]:
@@ -166,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"repeat {r} {name}: " + ", ".join(
                 f"L0 {k} MSE {res[k]['mse']:.5f} CPU {res[k]['cpu']:.1f}s" for k in L0S
             ), flush=True)  # fmt: skip
+    repeats = len(peer)
     text, rows = table(peer, ours)
     context = [] if args.quick else context_rows(xtr, xte)
     lines = [

@@ -165,6 +165,14 @@ def test_arora_learner_delivers_the_l0_it_is_asked_for():
         with torch.no_grad():
             l0 = float((model.encode(x[1400:]) != 0).sum(1).float().mean())
         assert abs(l0 - k) <= 0.1 * k, (k, l0)
+    # its atoms coded by OMP (around its data mean) beat its hard-thresholded codes
+    test = x[1400:]
+    with torch.no_grad():
+        own = float(((model.decode(model.encode(test)) - test) ** 2).mean())
+    coder = DictionaryLearning.from_components(
+        model.filters().numpy(), offset=model.mean.numpy(), transform_n_nonzero_coefs=10
+    )
+    assert float(coder.reconstruction_error(test.numpy()).mean()) < own
 
 
 def test_cli_encode_codes_a_saved_sae_by_omp(tmp_path, capsys):

@@ -162,9 +162,12 @@ class DictionaryLearning(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self.offset_ = np.zeros(d, dtype)
 
     @classmethod
-    def from_components(cls, components: Any, **params: Any) -> DictionaryLearning:
+    def from_components(
+        cls, components: Any, offset: Any = None, **params: Any
+    ) -> DictionaryLearning:
         """A fitted estimator on given atoms (one per row, normalised here): any dictionary,
-        learned elsewhere, coded with this package's algorithms."""
+        learned elsewhere, coded with this package's algorithms; ``offset`` is subtracted
+        from the rows before coding and added back after (a data mean, a decoder bias)."""
         rows = np.asarray(components, dtype=np.float32)
         if rows.ndim != 2:
             raise ConfigError(f"components must be 2-D (atoms x features), got {rows.shape}")
@@ -174,6 +177,8 @@ class DictionaryLearning(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         est.n_nonzero_coefs_ = est._target_l0(rows.shape[0])
         est.alpha_ = 1.0 if est.alpha is None else float(est.alpha)
         est._set_space(rows.shape[1], np.float32)
+        if offset is not None:
+            est.offset_ = np.broadcast_to(np.asarray(offset, np.float32), (rows.shape[1],)).copy()
         return est
 
     @classmethod
