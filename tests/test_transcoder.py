@@ -81,3 +81,29 @@ def test_the_decoder_bias_init_fits_the_target_part_of_the_rows(pairs, method):
     expected = out.mean(0) if method == "mean" else geometric_median(out)
     torch.testing.assert_close(center, expected)
     torch.testing.assert_close(fresh.b_dec.detach(), expected)
+
+
+@pytest.mark.parametrize(
+    ("sparsity", "skip"), [("topk", False), ("topk", True), ("batchtopk", True)]
+)
+def test_sparse_step_matches_the_dense_objective(sparsity, skip):
+    """The sparse-kernel step gives the loss and every gradient of the plain dense
+    computation (code by the sparsity, decode, skip, MSE on the target half)."""
+    torch.manual_seed(0)
+    model = Transcoder(d_in=12, d_out=10, n_latents=40, sparsity=sparsity,
+                       sparsity_params={"k": 5}, skip=skip)  # fmt: skip
+    if skip:
+        torch.nn.init.normal_(model.W_skip, std=0.1)
+    model.train()
+    assert model.uses_sparse_path
+    rows = torch.randn(16, 22)
+    out = model.step(rows)
+    out.loss.backward()
+    sparse_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    x_in, y = model.split(rows)
+    dense = torch.nn.functional.mse_loss(model.decode(model.code(x_in), x_in), y)
+    dense.backward()
+    torch.testing.assert_close(out.loss, dense)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(sparse_grads[name], p.grad, msg=name)

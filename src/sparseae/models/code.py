@@ -19,3 +19,14 @@ def check_code_activation(sparsity: Sparsity, code_activation: str) -> None:
             f"{sparsity.name} sparsity needs a code in (0, 1), but the code activation is "
             f"{code_activation!r}: use code_activation='sigmoid' (--code-activation sigmoid)"
         )
+
+
+def sparse_kernels_apply(sparsity: Sparsity, code_activation: str) -> bool:
+    """Whether a one-layer dictionary may run the sparse kernels: the mechanism names its
+    kept entries, adds no penalty (which would need the dense code) and the activation is
+    monotone (so selecting on the pre-activation is selecting on the code)."""
+    return (
+        sparsity.sparse_support
+        and type(sparsity).penalty is Sparsity.penalty
+        and code_activation in MONOTONE_ACTIVATIONS
+    )

@@ -23,7 +23,8 @@ from torch.nn import functional as F
 from sparseae.config import Config, OneOf, Range
 from sparseae.data.transform import InputTransform
 from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, StepOutput
-from sparseae.models.code import check_code_activation
+from sparseae.models.code import check_code_activation, sparse_kernels_apply
+from sparseae.models.sae import kernels
 from sparseae.nn_utils import activation
 from sparseae.sparsities import Sparsity, make_sparsity
 
@@ -97,8 +98,14 @@ class Transcoder(ModelBase):
         xt = self.input_transform(x_in)
         return self.decode(self.code(xt), xt)
 
+    @property
+    def uses_sparse_path(self) -> bool:
+        return sparse_kernels_apply(self.sparsity, self.config.code_activation)
+
     def step(self, rows: Tensor) -> StepOutput:
         x_in, y = self.split(rows)
+        if self.uses_sparse_path:
+            return self._sparse_step(x_in, y)
         pre = self.pre_activation(x_in)
         a = self.code_act(pre)
         code = self.sparsity(a)
@@ -108,9 +115,37 @@ class Transcoder(ModelBase):
         terms = {"recon": recon, "sparsity": penalty}
         return StepOutput(recon + penalty, terms, code, pre.detach(), y_hat.detach(), y)
 
+    def _sparse_step(self, x_in: Tensor, y: Tensor) -> StepOutput:
+        """The SAE's sparse kernels (`models.sae.kernels`): the code's values and gradients
+        at the kept entries only, the decode and its backward as sparse products; the dense
+        path formed and back-propagated a (batch x latents) code (7.7 against sparsify's
+        4.5 ms per step at k 8 on MNIST's fc2)."""
+        batch, n = x_in.shape[0], self.n_latents
+        with torch.no_grad():
+            pre = self.pre_activation(x_in)
+        r, c = self.sparsity.support(pre)
+        vals = self.sparsity.kept_values(self.code_act(self.encode_at_input(x_in, r, c, pre)))
+        y_hat = kernels.sparse_decode(r, c, vals, self.W_dec, batch) + self.b_dec
+        if self.W_skip is not None:
+            y_hat = y_hat + x_in @ self.W_skip
+        recon = F.mse_loss(y_hat, y)
+        as_code = kernels.to_coo if self.training else kernels.to_dense
+        code = as_code(r, c, vals.detach(), batch, n)
+        terms = {"recon": recon, "sparsity": recon.new_zeros(())}
+        return StepOutput(recon, terms, code, pre, y_hat.detach(), y)
+
+    def encode_at_input(self, x_in: Tensor, r: Tensor, c: Tensor, pre: Tensor) -> Tensor:
+        """pre[r, c] as a differentiable function of the encoder, gradients at those
+        entries only (the SAE's `GatherEncode`, with nothing subtracted from the input)."""
+        no_center = x_in.new_zeros(x_in.shape[1])
+        return kernels.GatherEncode.apply(x_in, no_center, self.W_enc, self.b_enc, pre, r, c)
+
     def encode_at(self, rows: Tensor, r: Tensor, c: Tensor, pre: Tensor | None = None) -> Tensor:
         """AuxK's differentiable pre-activations, from the rows' input part."""
-        return self.pre_activation(self.split(rows)[0])[r, c]
+        x_in = self.split(rows)[0]
+        if pre is None:
+            return self.pre_activation(x_in)[r, c]
+        return self.encode_at_input(x_in, r, c, pre)
 
     def decoder_atoms(self) -> Atoms:
         return Atoms(self.W_dec, self.b_dec)

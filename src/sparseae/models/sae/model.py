@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from sparseae.data.transform import InputTransform
 from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, StepOutput
-from sparseae.models.code import MONOTONE_ACTIVATIONS, check_code_activation
+from sparseae.models.code import check_code_activation, sparse_kernels_apply
 from sparseae.models.sae import kernels
 from sparseae.models.sae.config import LEGACY_TRAINING_KEYS, SAEConfig
 from sparseae.nn_utils import activation
@@ -74,12 +74,8 @@ class SAE(ModelBase):
 
     @property
     def uses_sparse_path(self) -> bool:
-        s = self.sparsity
-        return (
-            self.config.sparse_decode
-            and s.sparse_support
-            and type(s).penalty is Sparsity.penalty  # a penalty would need the dense code
-            and self.config.code_activation in MONOTONE_ACTIVATIONS
+        return self.config.sparse_decode and sparse_kernels_apply(
+            self.sparsity, self.config.code_activation
         )
 
     # -- dense API ---------------------------------------------------------------------------
