@@ -65,7 +65,11 @@ def sparseae_step(x: torch.Tensor, n: int, batch: int, auxk: bool, defaults: boo
     extra = {} if defaults else {"b_dec_init": "none"}
     if auxk:  # a latent is dead after one batch without firing: a dead set from step 2 on
         extra.update(dead_after=batch, aux_k=256)
-    cfg = TrainConfig(batch_size=batch, epochs=1, **extra)
+    return trainer_step(model, TrainConfig(batch_size=batch, epochs=1, **extra), x)
+
+
+def trainer_step(model: SAE, cfg: TrainConfig, x: torch.Tensor) -> Any:
+    """One step of the library's Trainer (its own step and hooks) as a function of a batch."""
     trainer = Trainer(model, cfg, progress=False)
     trainer._prepare(x, None, False, ())
 
@@ -196,13 +200,48 @@ def peak_rss(lib: str, n: int, batch: int, auxk: bool, steps: int) -> dict:
 
 
 def rss_child(lib: str, n: int, batch: int, auxk: bool, steps: int) -> None:
+    """The high-water mark is reset after the set-up (Linux: ``/proc/self/clear_refs``),
+    so the peak is the steps' own (with the model, data and optimizer resident), not the
+    synthetic data's generation, which peaks higher than any library's step."""
     x = data(batch * 4, D_IN, max(n // 4, 64))
     step = build(lib, x, n, batch, auxk, steps)[0]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    reset = _reset_peak()
+    before = (
+        _proc_status_mb("VmRSS")
+        if reset
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
     for it in range(steps):
         step(x[(it % 4) * batch : (it % 4 + 1) * batch])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"peak_rss_mb": peak, "step_rss_mb": peak - before}))
+    peak = (
+        _proc_status_mb("VmHWM")
+        if reset
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    print(
+        json.dumps(
+            {
+                "peak_rss_mb": peak,
+                "step_rss_mb": peak - before,
+                "rss_method": "VmHWM reset" if reset else "ru_maxrss",
+            }
+        )
+    )
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _proc_status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 # -- (b) time to a held-out FVU ---------------------------------------------------------------
@@ -230,29 +269,23 @@ def default_step(lib: str, x: torch.Tensor, n: int, batch: int, steps: int) -> A
         torch.manual_seed(0)
         model = SAE(d_in=x.shape[1], n_latents=n, sparsity_params={"k": K},
                     encoder_init_norm=1.0)  # fmt: skip
-        trainer = Trainer(model, TrainConfig(batch_size=batch, epochs=1, eps=1e-7),
-                          progress=False)  # fmt: skip
-        trainer._prepare(x, None, False, ())
-
-        def step(xb: torch.Tensor) -> None:
-            out = trainer._train_step(xb, 10**9)
-            for hook in trainer.step_end:
-                hook(trainer, out)
-
-        return step, model
+        return trainer_step(model, TrainConfig(batch_size=batch, epochs=1, eps=1e-7), x)
     if lib == "sparseae":
         return sparseae_step(x, n, batch, False, defaults=True)
     return build(lib, x, n, batch, False, steps)
 
 
 def time_to_fvu(lib: str, x: torch.Tensor, xv: torch.Tensor, n: int, batch: int,
-                max_steps: int, target: float, every: int) -> dict:  # fmt: skip
+                max_steps: int, target: float, every: int,
+                wall_cap: float | None = None) -> dict:  # fmt: skip
     t_build = time.perf_counter()
     step, model = default_step(lib, x, n, batch, max_steps)
     setup = time.perf_counter() - t_build
     wall, reached, curve = 0.0, None, []
     n_batches = x.shape[0] // batch
     for it in range(max_steps):
+        if wall_cap is not None and wall > wall_cap:  # already over: "not reached within"
+            break
         t0 = time.perf_counter()
         step(x[(it % n_batches) * batch : (it % n_batches + 1) * batch])
         wall += time.perf_counter() - t0
@@ -265,7 +298,8 @@ def time_to_fvu(lib: str, x: torch.Tensor, xv: torch.Tensor, n: int, batch: int,
     return {"library": lib, "target_fvu": target, "reached": reached is not None,
             "steps": reached["steps"] if reached else None,
             "wall_s": reached["wall_s"] if reached else None, "setup_s": setup,
-            "last_fvu": curve[-1][1] if curve else None, "curve": curve}  # fmt: skip
+            "last_fvu": curve[-1][1] if curve else None, "steps_run": it + 1,
+            "wall_run_s": wall, "curve": curve}  # fmt: skip
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -273,6 +307,20 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smoke run, small sizes")
     p.add_argument("--rss-of", nargs=5, help=argparse.SUPPRESS)
+    p.add_argument("--repeats", type=int, default=7, help="interleaved timing repeats")
+    p.add_argument("--no-65536", action="store_true", help="skip the 65,536-latent row")
+    p.add_argument("--fvu-steps", type=int, default=1500, help="step cap of the FVU race")
+    p.add_argument(
+        "--fvu-wall-cap",
+        type=float,
+        default=None,
+        help="stop a library's FVU race after this many seconds of steps",
+    )
+    p.add_argument(
+        "--reuse",
+        default=None,
+        help="stdout of an interrupted run: its printed rows are kept, not rerun",
+    )
     a = p.parse_args()
     if a.rss_of:
         lib, n, batch, auxk, steps = a.rss_of
@@ -282,29 +330,46 @@ def main() -> None:
         grid, repeats, warmup, rss_steps = [(2048, 256)], 3, 1, 2
         fvu_cfg = dict(n=1024, batch=256, max_steps=60, target=0.5, every=10, d=128)
     else:
-        grid = [(16384, 1024), (16384, 4096), (65536, 4096)]
-        repeats, warmup, rss_steps = 7, 2, 4
-        fvu_cfg = dict(n=4096, batch=1024, max_steps=1500, target=0.2, every=25, d=D_IN)
-    speed: list[dict] = []
+        grid = [(16384, 1024), (16384, 4096)] + ([] if a.no_65536 else [(65536, 4096)])
+        repeats, warmup, rss_steps = a.repeats, 2, 4
+        fvu_cfg = dict(n=4096, batch=1024, max_steps=a.fvu_steps, target=0.2, every=25, d=D_IN,
+                       wall_cap=a.fvu_wall_cap)  # fmt: skip
+    speed, done_fvu = reused_rows(a.reuse)
+    for r in speed:  # rows of a run whose peak RSS was the data's generation: measure again
+        if r.get("rss_method") != "VmHWM reset":
+            r.update(peak_rss(r["library"], r["n_latents"], r["batch"], r["auxk"], rss_steps))
     for n, batch in grid:
         for auxk in (False, True):
+            if any((r["n_latents"], r["batch"], r["auxk"]) == (n, batch, auxk) for r in speed):
+                continue
             rows = speed_rows(n, batch, repeats, warmup, auxk)
             for r in rows:
                 r.update(peak_rss(r["library"], n, batch, auxk, rss_steps))
                 print(json.dumps(r), flush=True)
             speed += rows
-    fvu = run_fvu(fvu_cfg)
+    fvu = run_fvu(fvu_cfg, done_fvu)
     report(speed, fvu, fvu_cfg, a.quick)
 
 
-def run_fvu(cfg: dict) -> list[dict]:
+def reused_rows(log: str | None) -> tuple[list[dict], list[dict]]:
+    """The JSON rows an interrupted run printed (speed rows, FVU rows), to finish it."""
+    if log is None:
+        return [], []
+    rows = [json.loads(line) for line in Path(log).read_text().splitlines()
+            if line.startswith("{")]  # fmt: skip
+    return [r for r in rows if "samples_per_s" in r], [r for r in rows if "target_fvu" in r]
+
+
+def run_fvu(cfg: dict, done: list[dict] = ()) -> list[dict]:  # type: ignore[assignment]
     d, n = cfg["d"], cfg["n"]
     rows_all = data(cfg["batch"] * 40 + 4096, d, n // 2, seed=1)  # one dictionary
     x, xv = rows_all[:-4096], rows_all[-4096:]  # held-out rows: the last 4,096
-    rows = []
+    rows = list(done)
     for lib in ("sparseae", "sparseae-old", "sparsify", "saelens", "dictionary_learning"):
+        if any(r["library"] == lib for r in done):
+            continue
         r = time_to_fvu(lib, x, xv, n, cfg["batch"], cfg["max_steps"], cfg["target"],
-                        cfg["every"])  # fmt: skip
+                        cfg["every"], cfg.get("wall_cap"))  # fmt: skip
         print(json.dumps({k: v for k, v in r.items() if k != "curve"}), flush=True)
         rows.append(r)
     return rows
@@ -317,7 +382,8 @@ def report(speed: list[dict], fvu: list[dict], fvu_cfg: dict, quick: bool) -> No
     cols = ["library", "n_latents", "batch", "auxk", "samples_per_s", "min_samples_per_s",
             "max_samples_per_s", "vs_sparsify", "wall_s", "cpu_s", "peak_rss_mb",
             "step_rss_mb"]  # fmt: skip
-    fcols = ["library", "target_fvu", "reached", "steps", "wall_s", "last_fvu", "setup_s"]
+    fcols = ["library", "target_fvu", "reached", "steps", "wall_s", "last_fvu", "steps_run",
+             "wall_run_s", "setup_s"]  # fmt: skip
     text = "\n".join([
         f"# TopK SAE training on CPU vs peers ({meta['threads']} threads, torch "
         f"{meta['torch']})", "", "## (a) step speed (d_in 768, k 32, fp32 Adam; median of "

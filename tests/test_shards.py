@@ -122,6 +122,7 @@ def test_bad_missing_and_corrupt_shards_are_data_errors_naming_the_file(tmp_path
 def test_training_streams_from_a_shard_folder_and_the_loss_falls(tmp_path):
     x, _ = digits(1000)
     write_shards(tmp_path, x, rows_per_shard=256)
+    torch.manual_seed(0)  # the model's init, independent of the tests run before
     model = sparseae.Autoencoder(
         d_in=64,
         n_latents=32,
@@ -133,4 +134,4 @@ def test_training_streams_from_a_shard_folder_and_the_loss_falls(tmp_path):
     cfg = sparseae.TrainConfig(epochs=4, batch_size=50, seed=0)
     history = Trainer(model, cfg, progress=False).fit(str(tmp_path), x[:200])
     assert history["loss"][-1] < 0.6 * history["loss"][0]
-    assert history["val_l0"][-1] == pytest.approx(6.0)
+    assert history["val_l0"][-1] == pytest.approx(6.0, abs=0.02)  # k kept (a kept 0.0 is rare)
