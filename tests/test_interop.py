@@ -225,11 +225,15 @@ ROUND_TRIPS = {
     "transcoder_relu_skip-saelens": (lambda: _transcoder(12, "none", True), "saelens"),
     "transcoder_jumprelu-saelens": (lambda: _transcoder(12, "jumprelu", False), "saelens"),
     "transcoder_jumprelu_skip-saelens": (lambda: _transcoder(12, "jumprelu", True), "saelens"),
-    "transcoder_batchtopk_skip-saelens": (lambda: _transcoder(12, "batchtopk", True),
-                                          "saelens"),  # fmt: skip
+    "transcoder_batchtopk_skip-saelens": (
+        lambda: _transcoder(12, "batchtopk", True),
+        "saelens",
+    ),  # fmt: skip
     "gated-saelens": (lambda: sparseae.GatedSAE(d_in=16, n_latents=48), "saelens"),
-    "gated-dictionary-learning": (lambda: sparseae.GatedSAE(d_in=16, n_latents=48),
-                                  "dictionary-learning"),  # fmt: skip
+    "gated-dictionary-learning": (
+        lambda: sparseae.GatedSAE(d_in=16, n_latents=48),
+        "dictionary-learning",
+    ),  # fmt: skip
     "matryoshka-dictionary-learning": (_matryoshka, "dictionary-learning"),
     "matryoshka-saelens": (_matryoshka, "saelens"),  # as SAELens' trainer saves it: JumpReLU
 }

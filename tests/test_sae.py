@@ -121,8 +121,9 @@ def test_unit_norm_decoder_projected_gradient_and_norms():
 def test_auxk_trains_only_dead_latents_to_explain_the_residual():
     torch.manual_seed(0)
     x = _dictionary_data(n=2048, atoms=256, k=4)
-    model = SAE(d_in=32, n_latents=512, sparsity="topk", sparsity_params={"k": 4},
-                encoder_init_norm=1.0)  # AuxK mechanics, measured from unit-norm encoder rows
+    model = SAE(
+        d_in=32, n_latents=512, sparsity="topk", sparsity_params={"k": 4}, encoder_init_norm=1.0
+    )  # AuxK mechanics, measured from unit-norm encoder rows
     cfg = TrainConfig(epochs=6, batch_size=128, lr=3e-3, b_dec_init="mean", dead_after=256, aux_k=4)
     trainer = Trainer(model, cfg, progress=False)
     history = trainer.fit(x)

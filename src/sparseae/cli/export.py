@@ -11,8 +11,7 @@ FORMATS = ("saelens", "sparsify", "dictionary-learning")
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "export",
-        help="write a saved SAE or transcoder as a SAELens, sparsify or dictionary_learning "
-        "folder",
+        help="write a saved SAE or transcoder as a SAELens, sparsify or dictionary_learning folder",
         description="Write a model (a sparseae run folder, or any folder sparseae loads) in "
         "another library's layout, for its own loader: SAELens (cfg.json + "
         "sae_weights.safetensors: dictionary, gated and Matryoshka SAEs, ReLU/JumpReLU "

@@ -70,8 +70,11 @@ class SAEFusedStep(OwnedGradients):
     def _pre_buffer(self, batch: int, like: Tensor) -> Tensor:
         n = self.model.n_latents
         pre = self._pre
-        if pre is None or pre.shape != (batch, n) or pre.dtype != like.dtype or (
-            pre.device != like.device
+        if (
+            pre is None
+            or pre.shape != (batch, n)
+            or pre.dtype != like.dtype
+            or (pre.device != like.device)
         ):
             pre = self._pre = torch.empty(batch, n, dtype=like.dtype, device=like.device)
         return pre
