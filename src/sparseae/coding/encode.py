@@ -10,34 +10,26 @@ import torch
 from torch import Tensor
 
 from sparseae.coding.base import CODERS, CodingSpec
+from sparseae.data.tensors import as_tensor
 from sparseae.errors import DataError
 
 
-def as_matrix(name: str, value: Any, dtype: torch.dtype = torch.float32) -> Tensor:
-    """A finite 2-D float tensor, or a one-line DataError saying what is wrong."""
+def as_matrix(name: str, value: Any) -> Tensor:
+    """A finite 2-D float32 tensor (`data.tensors.as_tensor`), or a one-line DataError; text
+    is refused by name first, since NumPy's own message for it is a parse error."""
     if not isinstance(value, Tensor):
         try:
-            arr = np.array(value)
+            kind = np.asarray(value).dtype.kind
         except (TypeError, ValueError) as exc:
             raise DataError(f"{name} must be a numeric 2-D array ({exc})") from None
-        if arr.dtype.kind not in "biuf":
-            raise DataError(f"{name} must be numeric, got values of dtype {arr.dtype}")
-        value = torch.from_numpy(arr)
-    t = value
+        if kind not in "biuf":
+            raise DataError(
+                f"{name} must be numeric, got values of dtype {np.asarray(value).dtype}"
+            )
+    t = as_tensor(value, name)
     if t.ndim != 2:
         raise DataError(f"{name} must be 2-D (rows x features), got shape {tuple(t.shape)}")
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.uint8)):
-        raise DataError(f"{name} must be numeric, got dtype {t.dtype}")
-    t = t.to(dtype)
-    if not bool(torch.isfinite(t).all()):
-        raise DataError(f"{name} contains NaN or inf: clean or impute it first")
     return t
-
-
-def encode_rows(x: Tensor, dictionary: Tensor, algorithm: str, spec: CodingSpec) -> Tensor:
-    """Codes (rows x atoms) of tensor rows on a tensor dictionary (atoms x features)."""
-    coder = CODERS.get(algorithm)
-    return coder(x @ dictionary.t(), dictionary @ dictionary.t(), spec)
 
 
 def sparse_encode(
@@ -66,12 +58,13 @@ def sparse_encode(
         else (X.device if isinstance(X, Tensor) else torch.device("cpu"))
     )
     spec = CodingSpec(n_nonzero_coefs, alpha, positive, max_iter)
-    CODERS.get(algorithm)  # an unknown name fails before any work
+    coder = CODERS.get(algorithm)  # an unknown name fails before any work
     d = d.to(dev)
     with torch.no_grad():
+        gram = d @ d.t()  # once, not per batch of rows
         parts = [
-            encode_rows(x[s : s + batch_size].to(dev), d, algorithm, spec)
+            coder(x[s : s + batch_size].to(dev) @ d.t(), gram, spec)
             for s in range(0, x.shape[0], batch_size)
         ]
-    codes = torch.cat(parts) if parts else x.new_zeros(0, d.shape[0])
+    codes = torch.cat(parts)  # as_tensor refused an empty X
     return codes if isinstance(X, Tensor) else codes.cpu().numpy()
