@@ -64,7 +64,7 @@ def sparseae_step(x: torch.Tensor, n: int, batch: int, auxk: bool, defaults: boo
     model = SAE(d_in=x.shape[1], n_latents=n, sparsity="topk", sparsity_params={"k": K})
     extra = {} if defaults else {"b_dec_init": "none"}
     if auxk:  # a latent is dead after one batch without firing: a dead set from step 2 on
-        extra.update(dead_after=batch, aux_k=256)
+        extra.update(dead_after=batch, aux_k=x.shape[1] // 2)  # the peers' d_in / 2
     return trainer_step(model, TrainConfig(batch_size=batch, epochs=1, **extra), x)
 
 

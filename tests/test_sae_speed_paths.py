@@ -147,3 +147,59 @@ def test_an_old_config_without_the_encoder_init_norm_loads():
     assert SAEConfig.from_dict(old).encoder_init_norm == 1.0  # fmt: skip
     m = SAE(d_in=8, n_latents=64, sparsity_params={"k": 4}, encoder_init_norm=0.5)
     torch.testing.assert_close(m.W_enc.norm(dim=0), torch.full((64,), 0.5))
+
+
+@pytest.mark.parametrize("act,relu,n,dead_every,aux_k,kinds", [
+    # the kept entries as CSR products, the dead latents' as a dense block, and the reverse
+    ("relu", True, 96, 3, 16, ["SparseEntries", "BlockEntries"]),
+    ("tanh", True, 96, 3, 16, ["SparseEntries", "BlockEntries"]),
+    ("linear", False, 96, 3, 16, ["SparseEntries", "BlockEntries"]),
+    ("relu", True, 24, 1, 1, ["BlockEntries", "SparseEntries"]),  # every latent dead
+])  # fmt: skip
+def test_the_fused_step_with_auxk_gives_autograds_loss_and_gradients(
+    act, relu, n, dead_every, aux_k, kinds, monkeypatch
+):
+    import sparseae.models.sae.fused as fused_module
+    from sparseae.training.dictionary import AuxK, DeadLatents
+
+    torch.manual_seed(0)
+    m = SAE(d_in=24, n_latents=n, sparsity="topk",
+            sparsity_params={"k": 5, "relu": relu}, code_activation=act)  # fmt: skip
+    with torch.no_grad():
+        m.b_dec.normal_()
+        m.b_enc.normal_(std=0.1)
+    ref = copy.deepcopy(m)
+    dead = DeadLatents(n, dead_after=1)
+    dead.since_fired[::dead_every] = 5.0
+    aux = AuxK(dead, k=aux_k, weight=1 / 32)
+    used, build = [], fused_module.code_entries
+    monkeypatch.setattr(fused_module, "code_entries",
+                        lambda *a: used.append(build(*a)) or used[-1])  # fmt: skip
+    x = torch.randn(37, 24)
+    out = m.fused_step().step(x, aux)
+    assert [type(e).__name__ for e in used] == kinds
+    want = aux(ref, x, ref.step(x))
+    want.loss.backward()
+    assert float(out.terms["aux"]) > 0
+    torch.testing.assert_close(out.terms["aux"], want.terms["aux"].detach())
+    torch.testing.assert_close(out.loss, want.loss.detach())
+    for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name, atol=1e-6, rtol=1e-5)
+
+
+def test_auxk_uses_the_models_own_code_a_linear_code_revives_through_negative_values():
+    """With a linear k-sparse code the dead latents' AuxK values are their raw pre-activations
+    (a fixed ReLU would zero the negative ones and revive nothing there)."""
+    from sparseae.training.dictionary import AuxK, DeadLatents
+
+    torch.manual_seed(0)
+    m = SAE(d_in=24, n_latents=96, sparsity="topk", sparsity_params={"k": 5, "relu": False},
+            code_activation="linear")  # fmt: skip
+    with torch.no_grad():
+        m.b_enc.fill_(-20.0)  # every pre-activation negative
+    dead = DeadLatents(96, dead_after=1)
+    dead.since_fired[:] = 5.0
+    x = torch.randn(37, 24)
+    out = AuxK(dead, k=16, weight=1 / 32)(m, x, m.step(x))
+    out.terms["aux"].backward()
+    assert float(m.b_enc.grad.abs().sum()) > 0  # the term's gradient reaches dead latents

@@ -132,6 +132,14 @@ class ModelBase(nn.Module):
         """Pre-activations at (rows, cols), differentiable (the dense path: recompute)."""
         return self.pre_activation(x)[rows, cols]
 
+    def code_values(self, pre: Tensor) -> Tensor:
+        """The code's values at some entries from their pre-activations, as the model's own
+        code would make them (its code activation, then what its sparsity keeps): what
+        AuxK's dead latents contribute. ReLU for a model without a code activation."""
+        values = getattr(self, "code_act", torch.relu)(pre)
+        sparsity = getattr(self, "sparsity", None)
+        return values if sparsity is None else sparsity.kept_values(values)
+
     def fused_step(self) -> Any:
         return None
 

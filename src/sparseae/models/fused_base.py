@@ -6,9 +6,23 @@ optimizer and the trainer's hooks see ordinary gradients. If a parameter's stora
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from torch import Tensor, nn
+
+
+class AuxTerm(Protocol):
+    """An auxiliary reconstruction term a hand-written step can fold in (the trainer's AuxK):
+    which entries take part and how the residual is normalised; the step does the rest."""
+
+    weight: float
+
+    def support(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """The entries whose code reconstructs the residual, as (rows, local, columns):
+        entry i is (rows[i], columns[local[i]]) (columns None: every latent); None: no term."""
+
+    def normaliser(self, residual: Tensor) -> Tensor:
+        """The scalar the residual's squared error is divided by."""
 
 
 def not_plain(model: Any, plain: type | None) -> str | None:

@@ -173,16 +173,29 @@ class AuxK:
         out.loss = out.loss + self.weight * aux
         return out
 
-    def loss(self, model: Any, x: Tensor, out: Any) -> Tensor:
+    def support(self, pre: Tensor) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """Each row's top-k dead latents by pre-activation, as (rows, local, columns): entry
+        i is (rows[i], columns[local[i]]), columns the dead latents (None: all); None while
+        none is dead."""
         dead = self.dead.mask()
         n_dead = int(dead.sum())
         if n_dead == 0:
-            return x.new_zeros(())
+            return None
         k = min(self.k, n_dead)
-        pre = out.pre
-        cols = dead_topk(pre, dead, k).reshape(-1)
-        rows = torch.arange(x.shape[0], device=x.device).repeat_interleave(k)
-        vals = torch.relu(model.encode_at(x, rows, cols, pre))
+        local, columns = dead_support(pre, dead, k)
+        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k)
+        return rows, local.reshape(-1), columns
+
+    def normaliser(self, residual: Tensor) -> Tensor:
+        return residual_energy(residual)
+
+    def loss(self, model: Any, x: Tensor, out: Any) -> Tensor:
+        support = self.support(out.pre)
+        if support is None:
+            return x.new_zeros(())
+        rows, local, columns = support
+        cols = local if columns is None else columns[local]
+        vals = model.code_values(model.encode_at(x, rows, cols, out.pre))
         atoms = model.decoder_atoms()
         weight = atoms.rows(atoms.weight)
         if atoms.transposed:
@@ -190,7 +203,7 @@ class AuxK:
         e_hat = sparse_decode(rows, cols, vals, weight, x.shape[0])
         target = out.target if out.target is not None else x.reshape(x.shape[0], -1)
         residual = (target - out.x_hat).detach()
-        return (e_hat - residual).pow(2).sum(-1).mean() / residual_energy(residual)
+        return (e_hat - residual).pow(2).sum(-1).mean() / self.normaliser(residual)
 
 
 def dead_topk(pre: Tensor, dead: Tensor, k: int) -> Tensor:
@@ -198,11 +211,17 @@ def dead_topk(pre: Tensor, dead: Tensor, k: int) -> Tensor:
     top-k runs over the dead columns only (gathered: B x n_dead), not over a masked copy of
     the whole (B x n_latents) matrix; ties among equal values may pick another latent
     than a masked top-k would, both being a top-k."""
+    local, columns = dead_support(pre, dead, k)
+    return local if columns is None else columns[local]
+
+
+def dead_support(pre: Tensor, dead: Tensor, k: int) -> tuple[Tensor, Tensor | None]:
+    """`dead_topk` as (local (B, k), columns): positions among the dead latents ``columns``
+    (None when every latent is dead), which lets a step run dense products on that block."""
     dead_cols = dead.nonzero().reshape(-1)
     if dead_cols.numel() == pre.shape[1]:
-        return pre.topk(k, dim=-1, sorted=False).indices
-    local = pre.index_select(1, dead_cols).topk(k, dim=-1, sorted=False).indices
-    return dead_cols[local]
+        return pre.topk(k, dim=-1, sorted=False).indices, None
+    return pre.index_select(1, dead_cols).topk(k, dim=-1, sorted=False).indices, dead_cols
 
 
 def residual_energy(residual: Tensor) -> Tensor:

@@ -190,8 +190,10 @@ class Trainer:
         if cfg.compile:
             step = compiled_step(step, distributed_run=world > 1)
         self.step_fn = step
-        use_fused = cfg.manual_backward and not cfg.compile and world == 1 and self.aux is None
+        use_fused = cfg.manual_backward and not cfg.compile and world == 1
         self.fused = self.model.fused_step() if use_fused else None
+        if self.aux is not None and not getattr(self.fused, "takes_aux", False):
+            self.fused = None  # AuxK then runs through autograd
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.after_backward = [
             cb.on_after_backward for cb in self.callbacks if overrides(cb, "on_after_backward")
@@ -247,7 +249,7 @@ class Trainer:
         if self.sparsity_schedule is not None:
             self.sparsity_schedule(self.global_step)
         if self.fused is not None:  # forward and gradients in one hand-derived pass
-            out = self.fused.step(xb)
+            out = self.fused.step(xb) if self.aux is None else self.fused.step(xb, self.aux)
         else:
             out = self.step_fn(xb)
             if opt is not None and out.loss.requires_grad:

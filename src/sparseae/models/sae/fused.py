@@ -18,6 +18,10 @@ same loss and the same gradients directly:
 - the derivative of the code activation at the kept entries comes from autograd on the
   nnz values alone (exact for every monotone activation, negligible cost).
 
+With the trainer's AuxK (`step(x, aux)`), the dead latents' entries are a second set of
+kept entries: their decode of the residual, its SDDMM and both weight gradients are the same
+sparse products, added into the same buffers.
+
 `supports` says when it is exact (a plain `SAE` on its sparse path, no autocast, every
 parameter trained); tests/test_sae_speed_paths.py compares it with autograd. The model
 offers it through `SAE.fused_step()`; the trainer uses it as it uses the MLP's.
@@ -31,8 +35,9 @@ import torch
 from torch import Tensor
 
 from sparseae.models.base import StepOutput
-from sparseae.models.fused_base import OwnedGradients, not_plain
+from sparseae.models.fused_base import AuxTerm, OwnedGradients, not_plain
 from sparseae.models.sae import kernels
+from sparseae.models.sae.entries import CodeEntries, code_entries
 
 
 def supports(model: Any, plain: type) -> str | None:
@@ -54,6 +59,8 @@ class SAEFusedStep(OwnedGradients):
     allocated once and reused; ``StepOutput.pre`` is that buffer, valid until the next step.
     Gradients are re-attached if something set ``.grad`` to None, and rebuilt if a
     parameter got new storage (``model.to(...)``)."""
+
+    takes_aux = True  # `step(x, aux)` folds the trainer's AuxK term in
 
     def __init__(self, model: Any) -> None:
         self.model = model
@@ -79,7 +86,9 @@ class SAEFusedStep(OwnedGradients):
             pre = self._pre = torch.empty(batch, n, dtype=like.dtype, device=like.device)
         return pre
 
-    def step(self, x: Tensor) -> StepOutput:
+    def step(self, x: Tensor, aux: AuxTerm | None = None) -> StepOutput:
+        """One step; with ``aux`` (the trainer's AuxK) its dead latents' term is in the loss
+        and its gradients are in the same buffers, as autograd on ``model.step`` + AuxK."""
         with torch.no_grad():
             self._attach_grads()
             w_enc, b_enc, w_dec, b_dec = (p.detach() for p in self.params)
@@ -87,52 +96,56 @@ class SAEFusedStep(OwnedGradients):
             xc = x - b_dec
             pre = torch.addmm(b_enc, xc, w_enc, out=self._pre_buffer(batch, x))
             rows, cols = self.model.sparsity.support(pre)
-            kept = pre[rows, cols]
-        with torch.enable_grad():  # autograd on the nnz values only: the activation's slope
-            kept.requires_grad_(True)
-            vals = self.model.sparsity.kept_values(self.model.code_act(kept))
-        with torch.no_grad():
-            loss, x_hat = self._backward(x, xc, rows, cols, kept, vals, w_dec)
-            code_vals = vals.detach()
+            main = code_entries(rows, cols, None, pre, self.model)
+            loss, x_hat, g = self._decode_and_grads(x, main, w_dec)
+            terms = {"recon": loss, "sparsity": x.new_zeros(())}
+            grads = [(main, main.grad_pre(main.value_grad(g, w_dec)))]
+            if aux is not None and self.model.training:
+                support = aux.support(pre)
+                terms["aux"] = x.new_zeros(())
+                if support is not None:
+                    dead = code_entries(*support, pre, self.model)
+                    terms["aux"], grad_dead = self._aux_grads(x, x_hat, dead, w_dec, aux)
+                    loss = loss + aux.weight * terms["aux"]
+                    grads.append((dead, grad_dead))
+            self._encoder_grads(xc, grads, g, w_enc)
             as_code = kernels.to_coo if self.model.training else kernels.to_dense
-            code = as_code(rows, cols, code_vals, batch, n)
-        terms = {"recon": loss, "sparsity": x.new_zeros(())}
+            code = as_code(main.rows, main.cols, main.values, batch, n)
         return StepOutput(loss, terms, code, pre, x_hat)
 
-    def _backward(
-        self,
-        x: Tensor,
-        xc: Tensor,
-        rows: Tensor,
-        cols: Tensor,
-        kept: Tensor,
-        vals: Tensor,
-        w_dec: Tensor,
-    ) -> tuple[Tensor, Tensor]:
-        """Decode, the MSE and every gradient (written into the parameters' buffers)."""
-        g_wenc, g_benc, g_wdec, g_bdec = self.grads
-        batch, n = x.shape[0], self.model.n_latents
-        v = vals.detach()
-        by_row = kernels.csr(rows, cols, v, batch, n)
-        x_hat = torch.mm(by_row, w_dec).add_(self.params[3].detach())
+    def _decode_and_grads(self, x: Tensor, e: CodeEntries, w_dec: Tensor) -> tuple[Tensor, ...]:
+        """x_hat, the MSE, its gradient g wrt x_hat, and W_dec's gradient (into its buffer)."""
+        x_hat = e.decode(w_dec).add_(self.params[3].detach())
         err = x_hat - x
         loss = torch.dot(err.reshape(-1), err.reshape(-1)) / err.numel()
         g = err.mul_(2.0 / err.numel())  # d loss / d x_hat (err is not needed any more)
-        grad_v = torch.sparse.sampled_addmm(by_row, g, w_dec.t(), beta=0.0).values()
-        (grad_kept,) = torch.autograd.grad(vals, kept, grad_v)
-        order = torch.argsort(cols, stable=True)
-        by_latent = kernels.csr(cols[order], rows[order], v[order], n, batch)
-        torch.addmm(g_wdec, by_latent, g, beta=0.0, out=g_wdec)
-        by_latent = _with_values(by_latent, grad_kept[order])
-        torch.addmm(g_wenc.t(), by_latent, xc, beta=0.0, out=g_wenc.t())  # column-major
-        g_benc.zero_().index_add_(0, cols, grad_kept)
+        e.add_weight_grad(self.grads[2], e.values, g, first=True)
+        return loss, x_hat, g
+
+    def _aux_grads(
+        self, x: Tensor, x_hat: Tensor, e: CodeEntries, w_dec: Tensor, aux: AuxTerm
+    ) -> tuple[Tensor, Tensor]:
+        """AuxK: the dead latents' code reconstructs the residual x - x_hat (no decoder
+        bias), normalised by ``aux.normaliser``. Returns the term and its entries'
+        pre-activation gradient; W_dec's gradient is added to its buffer."""
+        batch = x.shape[0]
+        residual = x - x_hat
+        diff = e.decode(w_dec).sub_(residual)
+        energy = aux.normaliser(residual)
+        aux_loss = torch.dot(diff.reshape(-1), diff.reshape(-1)) / batch / energy
+        g = diff.mul_(2.0 * aux.weight / batch / energy)
+        e.add_weight_grad(self.grads[2], e.values, g, first=False)
+        return aux_loss, e.grad_pre(e.value_grad(g, w_dec))
+
+    def _encoder_grads(
+        self, xc: Tensor, grads: list[tuple[CodeEntries, Tensor]], g: Tensor, w_enc: Tensor
+    ) -> None:
+        """W_enc, b_enc and b_dec from each set of entries' pre-activation gradient; W_enc's
+        in column-major order, which is its (d_in, n_latents) layout: no transpose copied."""
+        g_wenc, g_benc, _, g_bdec = self.grads
+        g_benc.zero_()
+        for i, (e, grad_pre) in enumerate(grads):
+            e.add_weight_grad(g_wenc.t(), grad_pre, xc, first=i == 0)
+            g_benc.index_add_(0, e.cols, grad_pre)
         # b_dec: + through the decoder, - through the encoder's input x - b_dec
-        torch.addmv(torch.sum(g, 0), self.params[0].detach(), g_benc, alpha=-1.0, out=g_bdec)
-        return loss, x_hat.detach()
-
-
-def _with_values(m: Tensor, values: Tensor) -> Tensor:
-    """The same sparsity structure as CSR ``m`` with other values."""
-    return torch.sparse_csr_tensor(
-        m.crow_indices(), m.col_indices(), values, m.shape, check_invariants=False
-    )
+        torch.addmv(torch.sum(g, 0), w_enc, g_benc, alpha=-1.0, out=g_bdec)
