@@ -13,6 +13,7 @@ from torch import Tensor
 
 from sparseae.errors import ConfigError
 from sparseae.sparsities.base import Sparsity, check_k, register_sparsity
+from sparseae.sparsities.selection import topk_indices
 
 _threshold_backward = torch.ops.aten.threshold_backward.default
 
@@ -23,7 +24,8 @@ class _TopKFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, a: Tensor, k: int) -> Tensor:  # type: ignore[override]
-        values, indices = a.topk(k, dim=-1, sorted=False)
+        indices = topk_indices(a.reshape(-1, a.shape[-1]), k).reshape(*a.shape[:-1], k)
+        values = a.gather(-1, indices)
         ctx.save_for_backward(indices)
         ctx.shape = a.shape
         return torch.zeros_like(a).scatter_(-1, indices, values)
@@ -77,7 +79,7 @@ class TopKSparsity(Sparsity):
 
     def support(self, a: Tensor) -> tuple[Tensor, Tensor]:
         k = self.current_k
-        cols = a.topk(k, dim=-1, sorted=False).indices.reshape(-1)
+        cols = topk_indices(a, k).reshape(-1)
         rows = torch.arange(a.shape[0], device=a.device).repeat_interleave(k)
         return rows, cols
 

@@ -3,8 +3,9 @@ or AuxK's dead latents), in the form that is faster for their density.
 
 A step needs four products per set of entries: the decode (code @ W_dec), the values'
 gradient (g @ W_dec^T at the entries only) and the two weight gradients. `SparseEntries`
-runs them as CSR products, whose cost scales with the entries (nnz x d_in) but runs an order
-of magnitude below dense throughput on a CPU (gathered rows, no register blocking).
+runs them as sparse products (the decode an ``embedding_bag``, 3x faster than MKL's CSR
+product there; the rest CSR), whose cost scales with the entries (nnz x d_in) but runs an
+order of magnitude below dense throughput on a CPU (gathered rows, no register blocking).
 `BlockEntries` runs them as dense products over the few columns the entries fall in (AuxK's
 dead latents, or every latent of a small dictionary), which is faster once the entries fill
 more than about 1/12 of that block (measured at d_in 768). `code_entries` picks one.
@@ -61,7 +62,7 @@ class SparseEntries(CodeEntries):
         self._order: Tensor | None = None
 
     def decode(self, w_dec: Tensor) -> Tensor:
-        return torch.mm(self.by_row, w_dec)
+        return kernels.bag_decode(self.rows, self.cols, self.values, w_dec, self.batch)
 
     def value_grad(self, g: Tensor, w_dec: Tensor) -> Tensor:
         return torch.sparse.sampled_addmm(self.by_row, g, w_dec.t(), beta=0.0).values()

@@ -9,12 +9,12 @@ products go through COO tensors that are coalesced and transposed. This step com
 same loss and the same gradients directly:
 
 - the encoder matmul writes into a pre-activation buffer kept between steps;
-- the kept entries' structure is built once per step as two CSR matrices (by row and by
-  latent) that every sparse product shares: the decode (B x n) @ W_dec, the code's gradient
-  (a sampled dense-dense product, SDDMM: only the nnz entries of g @ W_dec^T), and both
-  weight gradients (n x B) @ (B x d), written straight into gradient buffers owned by the
-  parameters (the encoder's in column-major order, which *is* the (d_in, n_latents) layout,
-  so no transpose is ever copied);
+- the kept entries (`entries.code_entries`) run the decode (an embedding_bag), the code's
+  gradient (a sampled dense-dense product, SDDMM: only the nnz entries of g @ W_dec^T) and
+  both weight gradients (CSR (n x B) @ (B x d) products) with their structure built once,
+  written straight into gradient buffers owned by the parameters (the encoder's in
+  column-major order, which *is* the (d_in, n_latents) layout, so no transpose is ever
+  copied); a small dictionary's entries run dense products instead;
 - the derivative of the code activation at the kept entries comes from autograd on the
   nnz values alone (exact for every monotone activation, negligible cost).
 

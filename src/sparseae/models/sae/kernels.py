@@ -98,7 +98,7 @@ def csr(major: Tensor, minor: Tensor, values: Tensor, n_major: int, n_minor: int
 
 
 class SparseDecode(torch.autograd.Function):
-    """out[i] = sum over kept (i, j) of vals_ij atoms_j, as a CSR (B x n) @ (n x d) product.
+    """out[i] = sum over kept (i, j) of vals_ij atoms_j (forward: `bag_decode`).
 
     Backward: the values' gradient is a sampled product (SDDMM: g @ atoms^T at the kept
     entries only) and the atoms' a CSR (n x B) @ (B x d) product; embedding_bag's backward
@@ -113,7 +113,7 @@ class SparseDecode(torch.autograd.Function):
         by_row = csr(rows, cols, vals, batch, atoms.shape[0])
         ctx.save_for_backward(rows, cols, vals, atoms)
         ctx.by_row = by_row
-        return torch.mm(by_row, atoms)
+        return bag_decode(rows, cols, vals, atoms, batch)
 
     @staticmethod
     def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
@@ -128,6 +128,15 @@ class SparseDecode(torch.autograd.Function):
             grad_atoms = torch.empty(atoms.shape, dtype=g.dtype, device=g.device)
             torch.addmm(grad_atoms, by_latent, g, beta=0.0, out=grad_atoms)
         return None, None, grad_vals, grad_atoms, None
+
+
+def bag_decode(rows: Tensor, cols: Tensor, vals: Tensor, atoms: Tensor, batch: int) -> Tensor:
+    """sum_j vals_ij atoms_j per row i (``rows`` non-decreasing) as an ``embedding_bag``: on a
+    CPU about 3x faster than the same CSR (B x n) @ (n x d) product (measured at 16,384 x
+    768, k 32), which stays the faster form for the backward's products."""
+    return F.embedding_bag(
+        cols, atoms, offsets(rows, batch), mode="sum", per_sample_weights=vals.to(atoms.dtype)
+    )
 
 
 def sparse_decode(rows: Tensor, cols: Tensor, vals: Tensor, atoms: Tensor, batch: int) -> Tensor:

@@ -1,0 +1,44 @@
+"""Exact top-k selection along rows, faster than ``torch.topk`` on a CPU for wide rows.
+
+On a CPU ``topk`` copies each row into (value, index) pairs and partially sorts them: at
+16,384 latents and k = 32 it takes about a tenth of a TopK SAE's training step. `topk_indices`
+first takes the maximum of each group of g consecutive entries (one vectorised pass), keeps
+the k groups with the largest maxima and runs ``topk`` over those k * g candidates only.
+That is exact: an entry of the row's top k lies in one of those k groups, or k groups would
+hold a larger maximum, i.e. k larger entries. Ties may pick another index of an equal value
+than ``torch.topk`` would; NaN ranks first in both. Other devices, narrow rows and shapes
+without a fitting g use ``torch.topk`` itself.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+MIN_WIDTH = 2048  # below this ``topk`` alone is as fast
+GROUPS = (64, 32)  # group sizes tried, largest first; one fits if width // g >= 4k
+
+
+def group_size(width: int, k: int) -> int | None:
+    """The group size the two-stage selection uses for rows of ``width``, or None."""
+    if width < MIN_WIDTH:
+        return None
+    for g in GROUPS:
+        if width % g == 0 and width // g >= 4 * k:
+            return g
+    return None
+
+
+def topk_indices(a: Tensor, k: int) -> Tensor:
+    """(rows, k) column indices of each row's k largest entries of 2-D ``a``, unordered."""
+    g = group_size(a.shape[1], k) if a.device.type == "cpu" and a.dim() == 2 else None
+    if g is None:
+        return a.topk(k, dim=-1, sorted=False).indices
+    rows, width = a.shape
+    groups = width // g
+    blocks = a.detach().contiguous().view(rows, groups, g)
+    best = blocks.amax(-1).topk(k, dim=-1, sorted=False).indices  # (rows, k) group ids
+    flat = best + (torch.arange(rows, device=a.device) * groups)[:, None]
+    candidates = blocks.reshape(rows * groups, g).index_select(0, flat.reshape(-1))
+    pick = candidates.view(rows, k * g).topk(k, dim=-1, sorted=False).indices
+    return best.gather(1, pick // g) * g + pick % g
