@@ -49,7 +49,11 @@ class TranscoderConfig(Config):
 
 class Transcoder(ModelBase):
     checkpoint_kind = "transcoder"
-    dictionary_defaults = {"unit_norm_decoder": True}
+    # the decoder starts at zero and its norm is free (sparsify's transcoder recipe): its
+    # target is another tensor than its input, so random unit atoms only add a random map
+    # the first steps must unlearn (MiniLM's block, k 16: held-out FVU 0.201 against 0.240
+    # from random unit atoms kept at unit norm)
+    dictionary_defaults = {"unit_norm_decoder": False}
 
     def __init__(self, config: TranscoderConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -61,7 +65,7 @@ class Transcoder(ModelBase):
         bound = 1.0 / c.d_in**0.5
         self.W_enc = nn.Parameter(torch.empty(c.d_in, c.n_latents).uniform_(-bound, bound))
         self.b_enc = nn.Parameter(torch.zeros(c.n_latents))
-        self.W_dec = nn.Parameter(F.normalize(torch.randn(c.n_latents, c.d_out), dim=1))
+        self.W_dec = nn.Parameter(torch.zeros(c.n_latents, c.d_out))
         self.b_dec = nn.Parameter(torch.zeros(c.d_out))
         self.W_skip = nn.Parameter(torch.zeros(c.d_in, c.d_out)) if c.skip else None
         self.input_transform = InputTransform(c.d_in)
