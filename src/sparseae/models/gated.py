@@ -71,10 +71,10 @@ class GatedSAE(ModelBase):
         return (x - self.b_dec) @ self.W_enc + self.b_gate
 
     def _paths(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x_c = x - self.b_dec
-        pi_gate = x_c @ self.W_enc + self.b_gate
-        pi_mag = x_c @ (self.W_enc * self.r_mag.exp()) + self.b_mag
-        return pi_gate, pi_mag
+        """Both paths from one encoder product: x_c @ (W_enc diag(e^r_mag)) is e^r_mag times
+        x_c @ W_enc, column by column (a second matmul and its backward saved)."""
+        x_enc = (x - self.b_dec) @ self.W_enc
+        return x_enc + self.b_gate, torch.addcmul(self.b_mag, x_enc, self.r_mag.exp())
 
     def code(self, x: Tensor) -> Tensor:
         pi_gate, pi_mag = self._paths(x)
