@@ -233,3 +233,22 @@ def test_decoder_norm_l1_needs_a_linear_dictionary():
         sparseae.Autoencoder(d_in=8, hidden=[6], n_latents=4, sparsity="l1_decnorm").step(
             torch.rand(4, 8)
         )
+
+
+def test_a_decoder_norm_l1_sae_starts_and_trains_as_the_april_update_recipe():
+    """Atoms at norm 0.1 with the encoder their transpose, and a free decoder norm; the
+    other SAEs keep unit atoms; an explicit ``decoder_init_norm`` wins."""
+    torch.manual_seed(0)
+    x = torch.randn(512, 16)
+    decnorm = sparseae.SAE(d_in=16, n_latents=32, sparsity="l1_decnorm")
+    torch.testing.assert_close(decnorm.W_dec.norm(dim=1), torch.full((32,), 0.1))
+    torch.testing.assert_close(decnorm.W_enc, decnorm.W_dec.t())
+    topk = sparseae.SAE(d_in=16, n_latents=32, sparsity_params={"k": 4})
+    torch.testing.assert_close(topk.W_dec.norm(dim=1), torch.ones(32))
+    mine = sparseae.SAE(d_in=16, n_latents=32, sparsity="l1_decnorm", decoder_init_norm=0.5)
+    torch.testing.assert_close(mine.W_dec.norm(dim=1), torch.full((32,), 0.5))
+    sparseae.fit(decnorm, x, epochs=2, batch_size=64, progress=False)
+    norms = decnorm.W_dec.norm(dim=1)
+    assert float((norms - 0.1).abs().max()) > 1e-3  # the norm moved: not held at any value
+    with pytest.raises(ConfigError, match="decoder_init_norm"):
+        sparseae.SAE(d_in=16, n_latents=32, decoder_init_norm=0.0)

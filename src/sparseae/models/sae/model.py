@@ -43,13 +43,14 @@ class SAE(ModelBase):
     """Sparse autoencoder / dictionary for activation vectors (see module docstring)."""
 
     checkpoint_kind = "sae"
-    # Adam eps 1e-8 (not Keras' 1e-7): a mean-over-(batch x d_in) MSE gives gradients near
-    # 1e-7 per weight at d_in 768, where a larger eps damps Adam's steps
-    dictionary_defaults = {
-        "unit_norm_decoder": True,
-        "b_dec_init": "geometric_median",
-        "eps": 1e-8,
-    }
+
+    @property
+    def dictionary_defaults(self) -> dict[str, Any]:
+        """Adam eps 1e-8 (not Keras' 1e-7): a mean-over-(batch x d_in) MSE gives gradients
+        near 1e-7 per weight at d_in 768, where a larger eps damps Adam's steps. Unit-norm
+        atoms, except under a penalty weighted by atom norms, which is meant for a free norm."""
+        free = self.sparsity.needs_atom_norms
+        return {"unit_norm_decoder": not free, "b_dec_init": "geometric_median", "eps": 1e-8}
 
     def __init__(self, config: SAEConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -58,14 +59,19 @@ class SAE(ModelBase):
         self.sparsity: Sparsity = make_sparsity(c.sparsity, c.n_latents, **c.sparsity_params)
         check_code_activation(self.sparsity, c.code_activation)
         self.code_act = activation(c.code_activation)
+        atom_norm = c.decoder_init_norm
+        if atom_norm is None:
+            atom_norm = 0.1 if self.sparsity.needs_atom_norms else 1.0
         w_dec = torch.randn(c.n_latents, c.d_in)
-        w_dec /= w_dec.norm(dim=1, keepdim=True)
+        w_dec *= atom_norm / w_dec.norm(dim=1, keepdim=True)
         self.W_dec = nn.Parameter(w_dec)
         if c.tied_init:
             w_enc = w_dec.t() * c.encoder_init_norm
         else:
             w_enc = torch.empty(c.d_in, c.n_latents).uniform_(-1.0, 1.0)
-            w_enc *= c.encoder_init_norm / w_enc.norm(dim=0, keepdim=True).clamp_min(1e-12)
+            w_enc *= (
+                atom_norm * c.encoder_init_norm / w_enc.norm(dim=0, keepdim=True).clamp_min(1e-12)
+            )
         self.W_enc = nn.Parameter(w_enc.contiguous())
         self.b_enc = nn.Parameter(torch.zeros(c.n_latents))
         self.b_dec = nn.Parameter(torch.zeros(c.d_in))
