@@ -49,11 +49,13 @@ class TranscoderConfig(Config):
 
 class Transcoder(ModelBase):
     checkpoint_kind = "transcoder"
-    # the decoder starts at zero and its norm is free (sparsify's transcoder recipe): its
-    # target is another tensor than its input, so random unit atoms only add a random map
-    # the first steps must unlearn (MiniLM's block, k 16: held-out FVU 0.201 against 0.240
-    # from random unit atoms kept at unit norm)
-    dictionary_defaults = {"unit_norm_decoder": False}
+    # the decoder starts at zero (sparsify's transcoder init): the target is another tensor
+    # than the input, so random atoms only add a random map the first steps must unlearn;
+    # the unit-norm projection then gives each atom the direction of its first update. Held-
+    # out FVU at k 8 / 16 / 32, 3 epochs: MNIST's fc2 0.050 / 0.023 / 0.016 (random unit
+    # atoms: 0.057 / 0.028 / 0.016; zero atoms with a free norm: 0.077 / 0.047 / 0.027),
+    # MiniLM's block 0.264 / 0.202 / 0.168 (random unit atoms at k 16: 0.240; free: 0.201)
+    dictionary_defaults = {"unit_norm_decoder": True}
 
     def __init__(self, config: TranscoderConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
