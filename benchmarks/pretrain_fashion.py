@@ -34,8 +34,11 @@ PUBLISHED = {"scratch": 0.775, "plain frozen": 0.725, "plain fine-tuned": 0.781}
 KINDS = ("plain", "kl", "topk")
 
 
-def code_settings(kind: str, topk_k: int) -> dict[str, Any]:
-    """Code layer of each pretraining: gelu (plain), sigmoid + KL, linear + TopK."""
+def code_settings(kind: str, topk_k: int, topk_alpha: float = 2.0) -> dict[str, Any]:
+    """Code layer of each pretraining: gelu (plain), sigmoid + KL, linear + TopK (k in
+    pretraining, alpha * k units when the classifier encodes: the k-sparse paper's
+    alpha * k, chosen on the validation images: 0.812 fine-tuned at alpha 2 against 0.803
+    at 1, mean of seeds 0-2)."""
     return {
         "plain": dict(code_activation="gelu"),
         "kl": dict(
@@ -43,7 +46,11 @@ def code_settings(kind: str, topk_k: int) -> dict[str, Any]:
             sparsity="kl",
             sparsity_params={"rho": 0.1, "weight": 0.05 / 32},
         ),
-        "topk": dict(code_activation="linear", sparsity="topk", sparsity_params={"k": topk_k}),
+        "topk": dict(
+            code_activation="linear",
+            sparsity="topk",
+            sparsity_params={"k": topk_k, "alpha": topk_alpha},
+        ),
     }[kind]
 
 
@@ -56,7 +63,7 @@ def pretrained(kind: str, x: np.ndarray, args: Any, seed: int) -> sparseae.Autoe
         n_latents=args.latents,
         activation="gelu",
         loss="bce",
-        **code_settings(kind, args.topk_k),
+        **code_settings(kind, args.topk_k, args.topk_alpha),
     )
     sparseae.fit(model, x, epochs=args.pretrain_epochs, batch_size=32, seed=seed, progress=False)
     return model
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--latents", type=int, default=64)
     ap.add_argument("--topk-k", type=int, default=16)
+    ap.add_argument("--topk-alpha", type=float, default=2.0, help="alpha * k units at encoding")
     ap.add_argument("--pretrain-epochs", type=int, default=10)
     ap.add_argument("--head-epochs", type=int, default=40)
     ap.add_argument("--ft-lr", type=float, default=3e-4)
@@ -208,7 +216,9 @@ def report(args: Any, seeds: int, head_epochs: int, acc: dict, cost: tuple) -> s
         f"1e-3), then everything fine-tuned another {head_epochs} epochs at lr {args.ft_lr:g}; "
         "scratch: the same layers trained from random weights for "
         f"{head_epochs} epochs at 1e-3. KL: sigmoid code, rho 0.1, weight 0.05/32; TopK: "
-        f"linear code, k = {args.topk_k} of {args.latents}. Settings chosen on the 5,000 "
+        f"linear code, k = {args.topk_k} of {args.latents} in pretraining, alpha * k = "
+        f"{round(args.topk_alpha * args.topk_k)} units when the classifier encodes (the "
+        "k-sparse paper's alpha). Settings chosen on the 5,000 "
         "validation images; the 10,000 test images were never used to choose anything. "
         f"{cost[0]:.0f} CPU-s, {cost[1]:.0f} s wall in all (1 thread, shared machine).\n\n"
         + md_table(rows_of(acc), columns + ["document 003 (single run, val)"])
