@@ -78,13 +78,18 @@ def test_no_fused_step_where_it_would_not_be_exact():
     assert m.fused_step() is None
 
 
-def test_training_through_the_fused_step_equals_training_through_autograd():
+@pytest.mark.parametrize("auxk", [{}, {"dead_after": 64, "aux_k": 8}])
+def test_training_through_the_fused_step_equals_training_through_autograd(auxk):
     x = torch.randn(512, 24)
-    runs = []
+    runs, histories = [], []
     for manual in (True, False):
         m = _model("topk", "relu", True)
-        sparseae.fit(m, x, epochs=2, batch_size=64, manual_backward=manual, progress=False)
+        histories.append(sparseae.fit(m, x, epochs=2, batch_size=64, manual_backward=manual,
+                                      progress=False, **auxk))  # fmt: skip
         runs.append(m)
+    if auxk:  # dead latents were found and AuxK trained them, the same on both paths
+        assert histories[0]["aux"][-1] > 0
+        assert histories[0]["aux"] == pytest.approx(histories[1]["aux"], rel=1e-4)
     for p, q in zip(runs[0].parameters(), runs[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
 
