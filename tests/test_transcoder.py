@@ -107,3 +107,38 @@ def test_sparse_step_matches_the_dense_objective(sparsity, skip):
     torch.testing.assert_close(out.loss, dense)
     for name, p in model.named_parameters():
         torch.testing.assert_close(sparse_grads[name], p.grad, msg=name)
+
+
+@pytest.mark.parametrize("with_auxk", [False, True])
+def test_the_hand_derived_step_trains_a_transcoder_as_autograd_does(with_auxk):
+    import copy
+
+    from sparseae.training.dictionary import AuxK, DeadLatents
+
+    torch.manual_seed(0)
+    m = sparseae.Transcoder(d_in=12, d_out=10, n_latents=48, sparsity_params={"k": 4})
+    with torch.no_grad():
+        m.W_dec.normal_()
+        m.b_dec.normal_()
+        m.b_enc.normal_(std=0.1)
+    ref = copy.deepcopy(m)
+    rows = torch.randn(33, 22)
+    aux = None
+    if with_auxk:
+        dead = DeadLatents(48, dead_after=1)
+        dead.since_fired[::2] = 5.0
+        aux = AuxK(dead, k=6, weight=1 / 32)
+    fused = m.fused_step()
+    assert fused is not None
+    out = fused.step(rows, aux) if aux is not None else fused.step(rows)
+    want = ref.step(rows)
+    if aux is not None:
+        want = aux(ref, rows, want)
+        torch.testing.assert_close(out.terms["aux"], want.terms["aux"].detach())
+    want.loss.backward()
+    torch.testing.assert_close(out.loss, want.loss.detach())
+    torch.testing.assert_close(out.target, rows[:, 12:])
+    for (name, p), q in zip(m.named_parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=name, atol=1e-6, rtol=1e-5)
+    skip = sparseae.Transcoder(d_in=12, d_out=12, n_latents=48, skip=True)
+    assert skip.fused_step() is None  # the skip connection trains through autograd

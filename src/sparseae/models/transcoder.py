@@ -153,6 +153,17 @@ class Transcoder(ModelBase):
             return self.pre_activation(x_in)[r, c]
         return self.encode_at_input(x_in, r, c, pre)
 
+    def fused_step(self) -> Any:
+        """The SAE's hand-derived sparse step (`models.sae.fused`) on (input, target)
+        pairs, where it is exact: no skip connection, every parameter trained."""
+        from sparseae.models.sae.fused import SAEFusedStep
+
+        if type(self) is not Transcoder or self.W_skip is not None or not self.uses_sparse_path:
+            return None
+        if not all(p.requires_grad for p in self.parameters()):
+            return None
+        return SAEFusedStep(self, split=self.split)
+
     def decoder_atoms(self) -> Atoms:
         return Atoms(self.W_dec, self.b_dec)
 

@@ -62,8 +62,11 @@ class SAEFusedStep(OwnedGradients):
 
     takes_aux = True  # `step(x, aux)` folds the trainer's AuxK term in
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
+    def __init__(self, model: Any, split: Any = None) -> None:
+        """``split`` (rows -> (encoder input, target)): a transcoder's rows, whose encoder
+        reads the input as it is and whose decoder predicts the target; None: an SAE, which
+        encodes x - b_dec and reconstructs x."""
+        self.model, self.split = model, split
         self.params = [model.W_enc, model.b_enc, model.W_dec, model.b_dec]
         self._storage: list[int] = []
         self._pre: Tensor | None = None
@@ -93,11 +96,14 @@ class SAEFusedStep(OwnedGradients):
             self._attach_grads()
             w_enc, b_enc, w_dec, b_dec = (p.detach() for p in self.params)
             batch, n = x.shape[0], self.model.n_latents
-            xc = x - b_dec
+            if self.split is None:
+                xc, target = x - b_dec, x
+            else:  # the halves of each row, contiguous for the sparse products
+                xc, target = (part.contiguous() for part in self.split(x))
             pre = torch.addmm(b_enc, xc, w_enc, out=self._pre_buffer(batch, x))
             rows, cols = self.model.sparsity.support(pre)
             main = code_entries(rows, cols, None, pre, self.model)
-            loss, x_hat, g = self._decode_and_grads(x, main, w_dec)
+            loss, x_hat, g = self._decode_and_grads(target, main, w_dec)
             terms = {"recon": loss, "sparsity": x.new_zeros(())}
             grads = [(main, main.grad_pre(main.value_grad(g, w_dec)))]
             if aux is not None and self.model.training:
@@ -105,13 +111,13 @@ class SAEFusedStep(OwnedGradients):
                 terms["aux"] = x.new_zeros(())
                 if support is not None:
                     dead = code_entries(*support, pre, self.model)
-                    terms["aux"], grad_dead = self._aux_grads(x, x_hat, dead, w_dec, aux)
+                    terms["aux"], grad_dead = self._aux_grads(target, x_hat, dead, w_dec, aux)
                     loss = loss + aux.weight * terms["aux"]
                     grads.append((dead, grad_dead))
             self._encoder_grads(xc, grads, g, w_enc)
             as_code = kernels.to_coo if self.model.training else kernels.to_dense
             code = as_code(main.rows, main.cols, main.values, batch, n)
-        return StepOutput(loss, terms, code, pre, x_hat)
+        return StepOutput(loss, terms, code, pre, x_hat, None if self.split is None else target)
 
     def _decode_and_grads(self, x: Tensor, e: CodeEntries, w_dec: Tensor) -> tuple[Tensor, ...]:
         """x_hat, the MSE, its gradient g wrt x_hat, and W_dec's gradient (into its buffer)."""
@@ -147,5 +153,8 @@ class SAEFusedStep(OwnedGradients):
         for i, (e, grad_pre) in enumerate(grads):
             e.add_weight_grad(g_wenc.t(), grad_pre, xc, first=i == 0)
             g_benc.index_add_(0, e.cols, grad_pre)
+        if self.split is not None:  # b_dec only through the decoder
+            torch.sum(g, 0, out=g_bdec)
+            return
         # b_dec: + through the decoder, - through the encoder's input x - b_dec
         torch.addmv(torch.sum(g, 0), w_enc, g_benc, alpha=-1.0, out=g_bdec)
