@@ -71,10 +71,12 @@ class SparseEntries(CodeEntries):
         if self._order is None:  # the by-latent structure, built once for both gradients
             self._order = torch.argsort(self.cols, stable=True)
             major, minor = self.cols[self._order], self.rows[self._order]
-            self._by_latent = kernels.csr(major, minor, self.values, self.n, self.batch)
-        m = self._by_latent
-        m = torch.sparse_csr_tensor(m.crow_indices(), m.col_indices(), values[self._order],
-                                    m.shape, check_invariants=False)  # fmt: skip
+            self._by_latent = kernels.csr(major, minor, values[self._order], self.n, self.batch)
+            m = self._by_latent
+        else:
+            s = self._by_latent
+            m = torch.sparse_csr_tensor(s.crow_indices(), s.col_indices(), values[self._order],
+                                        s.shape, check_invariants=False)  # fmt: skip
         torch.addmm(out, m, dense, beta=0.0 if first else 1.0, out=out)
 
 

@@ -119,23 +119,25 @@ class SAEFusedStep(OwnedGradients):
             code = as_code(main.rows, main.cols, main.values, batch, n)
         return StepOutput(loss, terms, code, pre, x_hat, None if self.split is None else target)
 
-    def _decode_and_grads(self, x: Tensor, e: CodeEntries, w_dec: Tensor) -> tuple[Tensor, ...]:
+    def _decode_and_grads(
+        self, target: Tensor, e: CodeEntries, w_dec: Tensor
+    ) -> tuple[Tensor, ...]:
         """x_hat, the MSE, its gradient g wrt x_hat, and W_dec's gradient (into its buffer)."""
         x_hat = e.decode(w_dec).add_(self.params[3].detach())
-        err = x_hat - x
+        err = x_hat - target
         loss = torch.dot(err.reshape(-1), err.reshape(-1)) / err.numel()
         g = err.mul_(2.0 / err.numel())  # d loss / d x_hat (err is not needed any more)
         e.add_weight_grad(self.grads[2], e.values, g, first=True)
         return loss, x_hat, g
 
     def _aux_grads(
-        self, x: Tensor, x_hat: Tensor, e: CodeEntries, w_dec: Tensor, aux: AuxTerm
+        self, target: Tensor, x_hat: Tensor, e: CodeEntries, w_dec: Tensor, aux: AuxTerm
     ) -> tuple[Tensor, Tensor]:
-        """AuxK: the dead latents' code reconstructs the residual x - x_hat (no decoder
+        """AuxK: the dead latents' code reconstructs the residual target - x_hat (no decoder
         bias), normalised by ``aux.normaliser``. Returns the term and its entries'
         pre-activation gradient; W_dec's gradient is added to its buffer."""
-        batch = x.shape[0]
-        residual = x - x_hat
+        batch = target.shape[0]
+        residual = target - x_hat
         diff = e.decode(w_dec).sub_(residual)
         energy = aux.normaliser(residual)
         aux_loss = torch.dot(diff.reshape(-1), diff.reshape(-1)) / batch / energy
