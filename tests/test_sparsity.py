@@ -177,3 +177,23 @@ def test_lp_refuses_bad_schedules(params, fragment):
     with pytest.raises(ConfigError) as err:
         make_sparsity("lp", 4, **params)
     assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("p", [1.0, 0.5, 0.2])
+def test_the_lp_power_sum_has_autograds_value_and_gradient(p):
+    """The hand-written |h|^p sum against the expression autograd differentiates, at zeros,
+    below and at eps, and above."""
+    from sparseae.sparsities.lp import _PowerSum
+
+    eps = 1e-4
+    torch.manual_seed(0)
+    m = torch.rand(64, 40) * torch.randint(0, 2, (64, 40))  # half exact zeros
+    m[0, :4] = torch.tensor([eps / 2, eps, 2 * eps, 0.0])
+    a = m.clone().requires_grad_(True)
+    want = torch.where(a > 0, a.clamp_min(eps).pow(p), 0.0).sum()
+    (g_want,) = torch.autograd.grad(want, a)
+    b = m.clone().requires_grad_(True)
+    got = _PowerSum.apply(b, p, eps)
+    (g_got,) = torch.autograd.grad(got, b)
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(g_got, g_want)

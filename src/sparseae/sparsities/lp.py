@@ -30,7 +30,7 @@ applies the same ``scale``."""
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -142,8 +142,7 @@ class LpSparsity(Sparsity):
     # -- the mechanism --------------------------------------------------------------------------
     def _lpp(self, mag: Tensor, p: float) -> Tensor:
         """Mean over the batch of sum_j |h_j|^p (zeros count 0 and pass no gradient)."""
-        powered = torch.where(mag > 0, mag.clamp_min(self.eps).pow(p), 0.0)
-        return powered.sum(dim=-1).mean()
+        return _PowerSum.apply(mag, p, self.eps) / mag.shape[0]
 
     def penalty(self, a: Tensor, h: Tensor, atom_norms: Tensor | None = None) -> Tensor:
         mag = h.abs()
@@ -175,3 +174,25 @@ class LpSparsity(Sparsity):
             )
         norm = " of |h| x decoder-atom norm" if self.decoder_norm else ""
         return f"Lp^p activity penalty{norm}, p {self.p:g}{anneal}, weight {self.weight:g}"
+
+
+class _PowerSum(torch.autograd.Function):
+    """sum of where(m > 0, max(m, eps)^p, 0) for m >= 0, and its gradient p max(m, eps)^(p-1)
+    where m >= eps (clamp_min's own mask), 0 elsewhere: what autograd derives for that
+    expression, with one power instead of two (the backward divides the forward's powers by
+    max(m, eps)) and masks applied as products (``where`` and ``masked_fill`` take 5x longer
+    on a CPU). On MiniLM's 256 x 1,536 code those passes were a quarter of the p-annealing
+    step."""
+
+    @staticmethod
+    def forward(ctx: Any, m: Tensor, p: float, eps: float) -> Tensor:  # type: ignore[override]
+        powered = m.clamp_min(eps).pow_(p).mul_(torch.sign(m))  # m >= 0: sign is the m > 0 mask
+        ctx.save_for_backward(m, powered)
+        ctx.p, ctx.eps = p, eps
+        return powered.sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        m, powered = ctx.saved_tensors
+        slope = powered.div(m.clamp_min(ctx.eps)).mul_(grad * ctx.p)
+        return slope.mul_(m >= ctx.eps), None, None
