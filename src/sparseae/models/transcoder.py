@@ -156,11 +156,9 @@ class Transcoder(ModelBase):
     def fused_step(self) -> Any:
         """The SAE's hand-derived sparse step (`models.sae.fused`) on (input, target)
         pairs, where it is exact: no skip connection, every parameter trained."""
-        from sparseae.models.sae.fused import SAEFusedStep
+        from sparseae.models.sae.fused import SAEFusedStep, supports
 
-        if type(self) is not Transcoder or self.W_skip is not None or not self.uses_sparse_path:
-            return None
-        if not all(p.requires_grad for p in self.parameters()):
+        if self.W_skip is not None or supports(self, Transcoder) is not None:
             return None
         return SAEFusedStep(self, split=self.split)
 

@@ -1,9 +1,10 @@
 """Exact top-k selection along rows, faster than ``torch.topk`` on a CPU for wide rows.
 
 On a CPU ``topk`` copies each row into (value, index) pairs and partially sorts them: at
-16,384 latents and k = 32 it takes about a tenth of a TopK SAE's training step. `topk_indices`
-first takes the maximum of each group of g consecutive entries (one vectorised pass), keeps
-the k groups with the largest maxima and runs ``topk`` over those k * g candidates only.
+16,384 latents and k = 32 it took 31 of a TopK SAE training step's ~430 ms (batch 1,024).
+`topk_indices` first takes the maximum of each group of g consecutive entries (one
+vectorised pass), keeps the k groups with the largest maxima and runs ``topk`` over those
+k * g candidates only.
 That is exact: an entry of the row's top k lies in one of those k groups, or k groups would
 hold a larger maximum, i.e. k larger entries. Ties may pick another index of an equal value
 than ``torch.topk`` would; NaN ranks first in both. Other devices, narrow rows and shapes

@@ -189,13 +189,11 @@ class AuxK:
         """Each row's top-k dead latents by pre-activation, as (rows, local, columns): entry
         i is (rows[i], columns[local[i]]), columns the dead latents (None: all); None while
         none is dead."""
-        dead = self.dead.mask()
-        n_dead = int(dead.sum())
-        if n_dead == 0:
+        found = dead_support(pre, self.dead.mask(), self.k)
+        if found is None:
             return None
-        k = min(self.k, n_dead)
-        local, columns = dead_support(pre, dead, k)
-        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(k)
+        local, columns = found
+        rows = torch.arange(pre.shape[0], device=pre.device).repeat_interleave(local.shape[1])
         return rows, local.reshape(-1), columns
 
     def normaliser(self, residual: Tensor) -> Tensor:
@@ -223,14 +221,21 @@ def dead_topk(pre: Tensor, dead: Tensor, k: int) -> Tensor:
     top-k runs over the dead columns only (gathered: B x n_dead), not over a masked copy of
     the whole (B x n_latents) matrix; ties among equal values may pick another latent
     than a masked top-k would, both being a top-k."""
-    local, columns = dead_support(pre, dead, k)
+    found = dead_support(pre, dead, k)
+    if found is None:
+        return pre.new_zeros((pre.shape[0], 0), dtype=torch.long)
+    local, columns = found
     return local if columns is None else columns[local]
 
 
-def dead_support(pre: Tensor, dead: Tensor, k: int) -> tuple[Tensor, Tensor | None]:
-    """`dead_topk` as (local (B, k), columns): positions among the dead latents ``columns``
-    (None when every latent is dead), which lets a step run dense products on that block."""
+def dead_support(pre: Tensor, dead: Tensor, k: int) -> tuple[Tensor, Tensor | None] | None:
+    """`dead_topk` as (local (B, min(k, n_dead)), columns): positions among the dead latents
+    ``columns`` (None when every latent is dead), which lets a step run dense products on
+    that block; None when no latent is dead."""
     dead_cols = dead.nonzero().reshape(-1)
+    if dead_cols.numel() == 0:
+        return None
+    k = min(k, dead_cols.numel())
     if dead_cols.numel() == pre.shape[1]:
         return topk_indices(pre, k), None
     return topk_indices(pre.index_select(1, dead_cols), k), dead_cols

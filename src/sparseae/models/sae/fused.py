@@ -46,7 +46,7 @@ def supports(model: Any, plain: type) -> str | None:
         return why
     if not model.uses_sparse_path:
         return "the dense path (a sparsity without a sparse support, or a penalty)"
-    if model.config.bf16:
+    if getattr(model.config, "bf16", False):
         return "bf16 autocast"
     if not all(p.requires_grad for p in model.parameters()):
         return "frozen parameters"
