@@ -195,3 +195,30 @@ def test_noise_and_psnr_helpers():
     assert psnr(np.zeros((2, 16)), two) == pytest.approx((20.0 + 40.0) / 2)  # not 10log10(1/mean)
     assert psnr(x, x) == pytest.approx(120.0)  # a perfect image is floored, not infinite
     assert psnr is metrics.psnr  # one definition, shared by the app and sparseae.metrics
+
+
+def test_detect_cli_combined_score_and_the_plain_error(tmp_path, capsys):
+    """The default score is SparseAEDetector's combined one; ``--score reconstruction`` writes
+    the model's mean squared errors. On digit 1 (thin strokes, whose reconstruction error
+    says little about shape) the combined score separates the other digits better."""
+    from sparseae.apps.anomaly import reconstruction_errors
+    from sparseae.checkpoint import save
+
+    base = ["detect", "--dataset", "digits", "--normal-class", "1", "--epochs", "10"]
+    aurocs = {}
+    for score in ("combined", "reconstruction"):
+        out = tmp_path / f"{score}.csv"
+        code, stdout, _ = run_cli(capsys, *base, "--score", score, "--out", str(out))
+        assert code == 0
+        aurocs[score] = float(stdout.split("AUROC (anomaly = not class 1): ")[1].split()[0])
+    assert aurocs["combined"] > aurocs["reconstruction"] + 0.02
+    # a saved model scored by reconstruction: the CSV holds exactly its errors
+    data = sparseae.load_dataset("digits")
+    model = sparseae.Autoencoder(d_in=64, n_latents=8, output_activation="sigmoid")
+    sparseae.fit(model, data.train.x, epochs=2, progress=False)
+    save(model, tmp_path / "m")
+    out = tmp_path / "plain.csv"
+    args = ["detect", "--dataset", "digits", "--model", str(tmp_path / "m"), "--out", str(out)]
+    assert run_cli(capsys, *args, "--score", "reconstruction")[0] == 0
+    scores = [float(r["score"]) for r in csv.DictReader(out.open())]
+    np.testing.assert_allclose(scores, reconstruction_errors(model, data.test.x), rtol=1e-5)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sparseae.apps.anomaly import error_features, knn_distances
+from sparseae.training.evaluate import map_batches
 
 #: every part, in the order they are summed
 PARTS = ("mse", "cosine", "knn", "gauss", "input_knn")
@@ -42,6 +43,15 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit Euclidean norm (all-zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def model_views(model: torch.nn.Module, x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """What the score reads from any sparseae model: the rows (flat), their codes and their
+    reconstructions, batch by batch in eval mode."""
+    rows = np.asarray(x, dtype=np.float32)
+    codes = map_batches(model, rows, model.encode).numpy()
+    recon = map_batches(model, rows, model).numpy()
+    return rows.reshape(len(rows), -1), codes.reshape(len(rows), -1), recon.reshape(len(rows), -1)
 
 
 def _subset(n: int, most: int, rng: np.random.Generator) -> np.ndarray:

@@ -34,12 +34,13 @@ def default_k(n_latents: int) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "detect",
-        help="anomaly detection by reconstruction error (CSV of scores)",
+        help="anomaly detection (CSV of scores)",
         description="Train an autoencoder on normal data (the training split, "
-        "or only its --normal-class), or load one with --model; score rows by reconstruction "
-        "error (every row of a user file in file order by default) and flag anomalies above "
-        "a threshold taken from the training errors: the --contamination quantile, or the "
-        "mean + k*std rule (--n-std k). The CSV is keyed by the source's 0-based row numbers.",
+        "or only its --normal-class), or load one with --model; score rows (every row of a "
+        "user file in file order by default) by the combined score of SparseAEDetector or by "
+        "reconstruction error (--score), and flag anomalies above a threshold taken from the "
+        "training rows' scores: the --contamination quantile, or the mean + k*std rule "
+        "(--n-std k). The CSV is keyed by the source's 0-based row numbers.",
     )
     options.add_data_options(p)
     p.add_argument("--model", default=None, help="use this saved model instead of training")
@@ -67,6 +68,21 @@ def add_parser(sub: Any) -> None:
         type=options.positive_float,
         default=None,
         help="threshold = mean + N x std of the training errors (the mean + k*std rule)",
+    )
+    p.add_argument(
+        "--score",
+        choices=("combined", "reconstruction"),
+        default="combined",
+        help="combined (default): the sum of five standardised parts, squared and cosine "
+        "reconstruction errors, the code's kNN and Mahalanobis distances to the normal rows' "
+        "codes, the input's cosine kNN distance to the normal rows (SparseAEDetector's "
+        "score); reconstruction: the mean squared reconstruction error",
+    )
+    p.add_argument(
+        "--neighbors",
+        type=options.positive_int,
+        default=5,
+        help="neighbours of the combined score's kNN parts (default 5)",
     )
     p.add_argument(
         "--hidden",
@@ -199,8 +215,19 @@ def _model_for(args: argparse.Namespace, saved: Any, data: Any, train_x: np.ndar
     return model
 
 
+def _scorer(args: argparse.Namespace, model: Any, train_x: np.ndarray) -> tuple[np.ndarray, Any]:
+    """The normal rows' scores, and the function that scores new rows the same way."""
+    from sparseae.apps.anomaly import reconstruction_errors
+    from sparseae.apps.combined_score import CombinedScore, model_views
+
+    if args.score == "reconstruction":
+        return reconstruction_errors(model, train_x), lambda x: reconstruction_errors(model, x)
+    state, train_scores = CombinedScore.fit(*model_views(model, train_x), args.neighbors, args.seed)
+    return train_scores, lambda x: state.combine(state.raw_parts(*model_views(model, x)))
+
+
 def run(args: argparse.Namespace) -> int:
-    from sparseae.apps.anomaly import auroc, reconstruction_errors, threshold_from_errors
+    from sparseae.apps.anomaly import auroc, threshold_from_errors
     from sparseae.checkpoint import load
     from sparseae.cli.encode import default_split
 
@@ -213,12 +240,12 @@ def run(args: argparse.Namespace) -> int:
     which = default_split(args, whole_file=args.normal_class is None)
     split, names = options.select_rows(data, which, explicit=args.split is not None)
     model = _model_for(args, saved, data, train_x)
-    train_err = reconstruction_errors(model, train_x)
+    train_scores, score = _scorer(args, model, train_x)
     if args.n_std is not None:
-        threshold = threshold_from_errors(train_err, n_std=args.n_std)
+        threshold = threshold_from_errors(train_scores, n_std=args.n_std)
     else:
-        threshold = threshold_from_errors(train_err, contamination=args.contamination or 0.05)
-    scores = reconstruction_errors(model, split.x)
+        threshold = threshold_from_errors(train_scores, contamination=args.contamination or 0.05)
+    scores = score(split.x)
     flags = scores > threshold
     out = Path(args.out)
     _write_scores(out, split, names, scores, flags)
