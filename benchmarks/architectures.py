@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -229,7 +230,56 @@ def transcoders(pairs_train: torch.Tensor, pairs_test: torch.Tensor, n: int) -> 
             return torch.zeros(len(xb), n).scatter_(-1, enc.top_indices, enc.top_acts)
 
         rows.append(_transcoder_row("sparsify", k, peer_predict, peer_code, x_in, y, per_step))
+        opt = torch.optim.Adam(coder.parameters(), lr=1e-5)  # one, as sparseae's one run
+        steps = lambda b, c=coder, o=opt: _sparsify_steps(c, o, b)  # noqa: E731
+        _interleaved_timing(rows[-2:], mine, steps, pairs_train)
     return rows
+
+
+#: interleaved timing rounds of the transcoder rows, and the steps of each round
+TIMING_ROUNDS, TIMING_STEPS = 5, 200
+
+
+def _sparsify_steps(coder: Any, opt: Any, batches: torch.Tensor) -> None:
+    """sparsify's training steps over consecutive batches of ``batches``."""
+    d_in = batches.shape[1] // 2
+    for i in range(0, len(batches), BATCH):
+        out = coder(batches[i : i + BATCH, :d_in], batches[i : i + BATCH, d_in:])
+        opt.zero_grad(set_to_none=True)
+        out.fvu.backward()
+        opt.step()
+
+
+class _Interleave(sparseae.Callback):
+    """At each of sparseae's timing epochs' end: keeps its seconds, then times the peer's
+    steps on the same batches, so that the two alternate round by round."""
+
+    def __init__(self, peer_steps: Any, batches: torch.Tensor) -> None:
+        self.peer_steps, self.batches = peer_steps, batches
+        self.steps = -(-len(batches) // BATCH)  # fewer than TIMING_STEPS on --quick's rows
+        self.times: dict[str, list[float]] = {"sparseae": [], "peer": []}
+
+    def on_epoch_end(self, trainer: Any, record: dict[str, Any]) -> None:
+        self.times["sparseae"].append(1000 * record["seconds"] / self.steps)
+        t0 = time.perf_counter()
+        self.peer_steps(self.batches)
+        self.times["peer"].append(1000 * (time.perf_counter() - t0) / self.steps)
+
+
+def _interleaved_timing(rows: list[dict], mine: Any, peer_steps: Any, pairs: torch.Tensor) -> None:
+    """Replaces the two rows' ms / step by the median of interleaved rounds (a sparseae
+    epoch, then the peer, TIMING_ROUNDS times, TIMING_STEPS steps each, on the same
+    batches), with the range: one training run's average is at the mercy of what else ran
+    on the machine. sparseae's rounds are epochs of one run, so its set-up is not timed."""
+    timing = _Interleave(peer_steps, pairs[: TIMING_STEPS * BATCH])
+    cfg = sparseae.TrainConfig(epochs=TIMING_ROUNDS, batch_size=BATCH, lr=1e-5)
+    sparseae.Trainer(mine, cfg, callbacks=[timing]).fit(timing.batches)
+    mine.eval()
+    for row, ms in zip(rows, timing.times.values(), strict=True):
+        row["ms_per_step_run"] = row["ms_per_step"]
+        row["ms_per_step"], row["ms_range"] = statistics.median(ms), (min(ms), max(ms))
+        print(f"  {row['library']:10s} k {row['knob']}: interleaved {row['ms_per_step']:.2f} "
+              f"ms / step ({min(ms):.2f}-{max(ms):.2f})", flush=True)  # fmt: skip
 
 
 def _transcoder_row(lib: str, k: int, predict, code, x_in, y, per_step: float) -> dict:
@@ -368,6 +418,12 @@ DESCRIBE = {
 }
 
 
+def _ms(row: dict) -> str:
+    """ms / step, with the range of the interleaved rounds where there were some."""
+    lo_hi = row.get("ms_range")
+    return f"{row['ms_per_step']:.2f}" + (f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if lo_hi else "")
+
+
 def table(rows: list[dict], quick: bool) -> str:
     flag = " --quick" if quick else ""
     lines = ["# SAE architectures against the peers' own implementations", "",
@@ -376,6 +432,8 @@ def table(rows: list[dict], quick: bool) -> str:
              f"{EPOCHS} epochs of batch {BATCH}, same order of batches for both libraries; "
              f"torch {torch.__version__}. ms / step depends on the machine's load when the row "
              "was run (threads: the torch thread count then); compare rows of one run only. "
+             "Transcoder rows: the median (range) of interleaved timing rounds, "
+             f"{TIMING_ROUNDS} x {TIMING_STEPS} steps per library. "
              "Figure: `architectures.png`.", ""]  # fmt: skip
     for name in DATASETS:
         mine = [r for r in rows if r["dataset"] == name]
@@ -389,7 +447,7 @@ def table(rows: list[dict], quick: bool) -> str:
                   "| architecture | library | knob | held-out FVU | L0 | ms / step | threads |",
                   "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
         lines += [f"| {r['architecture']} | {r['library']} | {r['knob']:.4g} | {r['fvu']:.4f} | "
-                  f"{r['l0']:.1f} | {r['ms_per_step']:.2f} | {r.get('threads', 2)} |"
+                  f"{r['l0']:.1f} | {_ms(r)} | {r.get('threads', 2)} |"
                   for r in mine]  # fmt: skip
         lines.append("")
     return "\n".join(lines)
