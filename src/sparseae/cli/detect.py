@@ -31,6 +31,25 @@ def default_k(n_latents: int) -> int:
     return min(32, max(1, n_latents // 2))
 
 
+def _add_score_options(p: argparse.ArgumentParser) -> None:
+    """--score and --neighbors: which anomaly score, and its kNN parts' neighbours."""
+    p.add_argument(
+        "--score",
+        choices=("combined", "reconstruction"),
+        default="combined",
+        help="combined (default): the sum of five standardised parts, squared and cosine "
+        "reconstruction errors, the code's kNN and Mahalanobis distances to the normal rows' "
+        "codes, the input's cosine kNN distance to the normal rows (SparseAEDetector's "
+        "score); reconstruction: the mean squared reconstruction error",
+    )
+    p.add_argument(
+        "--neighbors",
+        type=options.positive_int,
+        default=5,
+        help="neighbours of the combined score's kNN parts (default 5)",
+    )
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "detect",
@@ -69,21 +88,7 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="threshold = mean + N x std of the training errors (the mean + k*std rule)",
     )
-    p.add_argument(
-        "--score",
-        choices=("combined", "reconstruction"),
-        default="combined",
-        help="combined (default): the sum of five standardised parts, squared and cosine "
-        "reconstruction errors, the code's kNN and Mahalanobis distances to the normal rows' "
-        "codes, the input's cosine kNN distance to the normal rows (SparseAEDetector's "
-        "score); reconstruction: the mean squared reconstruction error",
-    )
-    p.add_argument(
-        "--neighbors",
-        type=options.positive_int,
-        default=5,
-        help="neighbours of the combined score's kNN parts (default 5)",
-    )
+    _add_score_options(p)
     p.add_argument(
         "--hidden",
         type=options.int_list,
