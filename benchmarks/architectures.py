@@ -36,6 +36,7 @@ import json
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +232,7 @@ def transcoders(pairs_train: torch.Tensor, pairs_test: torch.Tensor, n: int) -> 
 
         rows.append(_transcoder_row("sparsify", k, peer_predict, peer_code, x_in, y, per_step))
         opt = torch.optim.Adam(coder.parameters(), lr=1e-5)  # one, as sparseae's one run
-        steps = lambda b, c=coder, o=opt: _sparsify_steps(c, o, b)  # noqa: E731
-        _interleaved_timing(rows[-2:], mine, steps, pairs_train)
+        _interleaved_timing(rows[-2:], mine, partial(_sparsify_steps, coder, opt), pairs_train)
     return rows
 
 

@@ -139,10 +139,14 @@ class CombinedScore:
     # -- persistence --------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
         """The arrays to save (safetensors)."""
-        out = {"codes": self.reference_codes, "inputs": self.reference_inputs}
-        out |= {"location": self.location, "precision": self.precision}
+        arrays = {
+            "codes": self.reference_codes,
+            "inputs": self.reference_inputs,
+            "location": self.location,
+            "precision": self.precision,
+        }
         return {
-            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in out.items() if v is not None
+            k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items() if v is not None
         }
 
     @classmethod
