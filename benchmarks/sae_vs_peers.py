@@ -9,6 +9,10 @@ dictionary_learning, each library with its own SAE module, loss and step.
     step without AuxK, the autograd path with it); "auxk" rows give every library with an
     AuxK term a dead set of the same size (the latents that did not fire in a warm-up
     batch). Peak RSS: each library alone in a fresh subprocess (ru_maxrss after the steps).
+(c) The bf16-screened support (``SAEConfig(bf16_screen=True)``, `sparseae.models.sae.screen`):
+    the same interleaved step timing at 16,384 latents for sparseae with and without it and
+    for sparsify in fp32 and under CPU bf16 autocast (its own mixed precision: bf16 products
+    and values), with the share of rows the screen's check sent back to fp32.
 (b) Time to a held-out FVU on structured data (sparse combinations of a random dictionary
     plus noise, `sae_speed.synthetic`): each library's *defaults* (init, lr, optimizer,
     warm-ups); training wall seconds (evaluation excluded) and steps until the held-out
@@ -51,6 +55,7 @@ from sparseae.training.trainer import Trainer  # noqa: E402
 
 D_IN, K = 768, 32
 LIBS = ("sparseae", "sparsify", "saelens", "dictionary_learning")
+SCREEN_LIBS = ("sparseae", "sparseae-bf16screen", "sparsify", "sparsify-bf16")
 
 
 def data(n_rows: int, d_in: int, n_true: int, seed: int = 0) -> torch.Tensor:
@@ -58,10 +63,13 @@ def data(n_rows: int, d_in: int, n_true: int, seed: int = 0) -> torch.Tensor:
 
 
 # -- each library's training step ------------------------------------------------------------
-def sparseae_step(x: torch.Tensor, n: int, batch: int, auxk: bool, defaults: bool = False) -> Any:
-    """The trainer's own step (fused without AuxK), on a prepared Trainer."""
+def sparseae_step(
+    x: torch.Tensor, n: int, batch: int, auxk: bool, defaults: bool = False, screen: bool = False
+) -> Any:
+    """The trainer's own step (the fused sparse step, AuxK folded in), on a prepared Trainer."""
     torch.manual_seed(0)
-    model = SAE(d_in=x.shape[1], n_latents=n, sparsity="topk", sparsity_params={"k": K})
+    model = SAE(d_in=x.shape[1], n_latents=n, sparsity="topk", sparsity_params={"k": K},
+                bf16_screen=screen)  # fmt: skip
     extra = {} if defaults else {"b_dec_init": "none"}
     if auxk:  # a latent is dead after one batch without firing: a dead set from step 2 on
         extra.update(dead_after=batch, aux_k=x.shape[1] // 2)  # the peers' d_in / 2
@@ -151,22 +159,35 @@ def dictionary_learning_step(x: torch.Tensor, n: int, steps: int) -> Any:
     return step, trainer.ae
 
 
+def autocast_bf16(step: Any) -> Any:
+    def run(xb: torch.Tensor) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            step(xb)
+
+    return run
+
+
 def build(lib: str, x: torch.Tensor, n: int, batch: int, auxk: bool, steps: int) -> Any:
-    if lib == "sparseae":
-        return sparseae_step(x, n, batch, auxk)
-    if lib == "sparsify":
-        return sparsify_step(x, n, auxk)
+    if lib in ("sparseae", "sparseae-bf16screen"):
+        return sparseae_step(x, n, batch, auxk, screen=lib == "sparseae-bf16screen")
+    if lib in ("sparsify", "sparsify-bf16"):
+        step, sae = sparsify_step(x, n, auxk)
+        return (autocast_bf16(step) if lib == "sparsify-bf16" else step), sae
     if lib == "saelens":
         return saelens_step(x, n, auxk)
     return dictionary_learning_step(x, n, steps)
 
 
 # -- (a) step speed ---------------------------------------------------------------------------
-def speed_rows(n: int, batch: int, repeats: int, warmup: int, auxk: bool) -> list[dict]:
+def speed_rows(
+    n: int, batch: int, repeats: int, warmup: int, auxk: bool, libs: tuple[str, ...] = LIBS
+) -> list[dict]:
     """Interleaved repeats of one step per library; median and range of samples/s."""
-    libs = LIBS if auxk is False else ("sparseae", "sparsify", "saelens")
+    if auxk and libs == LIBS:
+        libs = ("sparseae", "sparsify", "saelens")
     x = data(batch * 4, D_IN, max(n // 4, 64))
-    steps = {lib: build(lib, x, n, batch, auxk, warmup + repeats)[0] for lib in libs}
+    built = {lib: build(lib, x, n, batch, auxk, warmup + repeats) for lib in libs}
+    steps = {lib: step for lib, (step, _) in built.items()}
     wall: dict[str, list[float]] = {lib: [] for lib in libs}
     cpu: dict[str, list[float]] = {lib: [] for lib in libs}
     for it in range(warmup + repeats):
@@ -187,6 +208,9 @@ def speed_rows(n: int, batch: int, repeats: int, warmup: int, auxk: bool) -> lis
             "max_samples_per_s": batch / min(wall[lib]), "wall_s": med,
             "cpu_s": statistics.median(cpu[lib]), "vs_sparsify": ref / med,
         })  # fmt: skip
+        screen = getattr(built[lib][1], "screen", None)
+        if screen is not None:
+            rows[-1]["recomputed_rows"] = screen.recomputed_rows / max(1, screen.checked_rows)
     return rows
 
 
@@ -317,6 +341,11 @@ def main() -> None:
         help="stop a library's FVU race after this many seconds of steps",
     )
     p.add_argument(
+        "--screen-only",
+        action="store_true",
+        help="run section (c) alone; (a) and (b) are kept from the results json",
+    )
+    p.add_argument(
         "--reuse",
         default=None,
         help="stdout of an interrupted run: its printed rows are kept, not rerun",
@@ -334,6 +363,11 @@ def main() -> None:
         repeats, warmup, rss_steps = a.repeats, 2, 4
         fvu_cfg = dict(n=4096, batch=1024, max_steps=a.fvu_steps, target=0.2, every=25, d=D_IN,
                        wall_cap=a.fvu_wall_cap)  # fmt: skip
+    if a.screen_only:
+        saved = json.loads((ROOT / "benchmarks" / "results" / "sae_vs_peers.json").read_text())
+        screen = screen_section(grid[:2], repeats, warmup, rss_steps)
+        report(saved["speed"], saved["time_to_fvu"], fvu_cfg, a.quick, screen)
+        return
     speed, done_fvu = reused_rows(a.reuse)
     for r in speed:  # rows of a run whose peak RSS was the data's generation: measure again
         if r.get("rss_method") != "VmHWM reset":
@@ -348,7 +382,20 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
             speed += rows
     fvu = run_fvu(fvu_cfg, done_fvu)
-    report(speed, fvu, fvu_cfg, a.quick)
+    report(speed, fvu, fvu_cfg, a.quick, screen_section(grid[:2], repeats, warmup, rss_steps))
+
+
+def screen_section(grid: list, repeats: int, warmup: int, rss_steps: int) -> list[dict]:
+    """(c): the four steps interleaved, each configuration with and without AuxK."""
+    rows = []
+    for n, batch in grid:
+        for auxk in (False, True):
+            part = speed_rows(n, batch, repeats, warmup, auxk, SCREEN_LIBS)
+            for r in part:
+                r.update(peak_rss(r["library"], n, batch, auxk, rss_steps))
+                print(json.dumps(r), flush=True)
+            rows += part
+    return rows
 
 
 def reused_rows(log: str | None) -> tuple[list[dict], list[dict]]:
@@ -375,7 +422,9 @@ def run_fvu(cfg: dict, done: list[dict] = ()) -> list[dict]:  # type: ignore[ass
     return rows
 
 
-def report(speed: list[dict], fvu: list[dict], fvu_cfg: dict, quick: bool) -> None:
+def report(
+    speed: list[dict], fvu: list[dict], fvu_cfg: dict, quick: bool, screen: list[dict]
+) -> None:
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "machine": platform.processor() or platform.machine(), "quick": quick,
             "d_in": D_IN, "k": K, "time_to_fvu": fvu_cfg}  # fmt: skip
@@ -390,11 +439,14 @@ def report(speed: list[dict], fvu: list[dict], fvu_cfg: dict, quick: bool) -> No
         "interleaved repeats, min/max range)", "", md_table(speed, cols), "",
         f"## (b) time to held-out FVU {fvu_cfg['target']} (each library's defaults; d_in "
         f"{fvu_cfg['d']}, {fvu_cfg['n']} latents, batch {fvu_cfg['batch']})", "",
-        md_table(fvu, fcols),
+        md_table(fvu, fcols), "", "## (c) bf16-screened support (16,384 latents; sparseae "
+        "with `bf16_screen=True`: bf16 encoder product for the choice, fp32 values; "
+        "sparsify under CPU bf16 autocast; interleaved as in (a))", "",
+        md_table(screen, cols + ["recomputed_rows"]),
     ])  # fmt: skip
     print(text)
-    write_results("sae_vs_peers", text, {"meta": meta, "speed": speed, "time_to_fvu": fvu},
-                  quick)  # fmt: skip
+    write_results("sae_vs_peers", text, {"meta": meta, "speed": speed, "time_to_fvu": fvu,
+                                         "screen": screen}, quick)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -19,7 +19,10 @@ class SAEConfig(Config):
     in the autoencoder family (relu by default: TopK, BatchTopK and JumpReLU SAEs as the
     papers define them; kl needs sigmoid). ``tied_init`` starts the encoder as the decoder's
     transpose. ``sparse_decode`` runs the TopK family through sparse kernels. ``bf16``
-    autocasts the step (meant for CUDA; works on CPU too). ``decoder_init_norm`` is each
+    autocasts the step (meant for CUDA; works on CPU too). ``bf16_screen`` (topk only) picks
+    each training row's support from a bf16 encoder product and recomputes the kept values
+    in fp32 (`models.sae.screen`: the fp32 support and values, the product at about twice the
+    speed where bf16 is fast: AVX512-BF16 / AMX CPUs, GPUs). ``decoder_init_norm`` is each
     atom's norm at initialisation; None means 1.0, except under a penalty weighted by atom
     norms (``l1_decnorm``), whose decoder norm is free: there 0.1, the April 2024 update's
     recipe that SAELens and dictionary_learning follow (MiniLM's block, weight 3e-3: FVU
@@ -37,6 +40,7 @@ class SAEConfig(Config):
     tied_init: bool = True
     sparse_decode: bool = True
     bf16: bool = False
+    bf16_screen: bool = False
     encoder_init_norm: float = 1.0
     decoder_init_norm: float | None = None
 
@@ -46,6 +50,7 @@ class SAEConfig(Config):
         "tied_init": OneOf(True, False),
         "sparse_decode": OneOf(True, False),
         "bf16": OneOf(True, False),
+        "bf16_screen": OneOf(True, False),
         "encoder_init_norm": Range(float, 0, low_open=True),
         "decoder_init_norm": Optional(Range(float, 0, low_open=True)),
     }

@@ -18,12 +18,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from sparseae.data.transform import InputTransform
+from sparseae.errors import ConfigError
 from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, StepOutput
 from sparseae.models.code import check_code_activation, sparse_kernels_apply
 from sparseae.models.sae import kernels
 from sparseae.models.sae.config import LEGACY_TRAINING_KEYS, SAEConfig
+from sparseae.models.sae.screen import TopKScreen
 from sparseae.nn_utils import activation
 from sparseae.sparsities import Sparsity, make_sparsity
+from sparseae.sparsities.topk import TopKSparsity
 
 
 class ForwardParts(NamedTuple):
@@ -76,6 +79,7 @@ class SAE(ModelBase):
         self.b_enc = nn.Parameter(torch.zeros(c.n_latents))
         self.b_dec = nn.Parameter(torch.zeros(c.d_in))
         self.input_transform = InputTransform(c.d_in)
+        self.screen = _screen(self.sparsity, c)
         self._register_load_state_dict_pre_hook(_drop_legacy_buffers)
 
     @property
@@ -143,13 +147,26 @@ class SAE(ModelBase):
         terms = {"recon": recon, "sparsity": f.penalty}
         return StepOutput(recon + f.penalty, terms, f.code, f.pre, f.x_hat.detach())
 
+    @torch.no_grad()
+    def training_support(
+        self, xc: Tensor, w_enc: Tensor, b_enc: Tensor, out: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(pre, rows, cols) of a training step on centred input ``xc`` (pre into ``out``):
+        the fp32 product and the sparsity's support, or the bf16 screen's (`screen`)."""
+        if out is None:
+            out = torch.empty(xc.shape[0], w_enc.shape[1], dtype=xc.dtype, device=xc.device)
+        if self.screen is not None and self.training:
+            return (out, *self.screen(xc, w_enc, b_enc, self.sparsity.current_k, out))
+        pre = torch.addmm(b_enc, xc, w_enc, out=out)
+        return (pre, *self.sparsity.support(pre))
+
     def forward_parts(self, x: Tensor) -> ForwardParts:
         """One differentiable pass on transformed x, for this step and subclasses' terms."""
         batch, n = x.shape[0], self.n_latents
         if self.uses_sparse_path:
-            with torch.no_grad():
-                pre = self.pre_activation(x)
-            rows, cols, vals = self.encode_sparse(x, pre)
+            w_enc, b_enc, b_dec = (p.detach() for p in (self.W_enc, self.b_enc, self.b_dec))
+            pre, rows, cols = self.training_support(x - b_dec, w_enc, b_enc)
+            vals = self.sparsity.kept_values(self.code_act(self.encode_at(x, rows, cols, pre)))
             x_hat = self.decode_sparse(rows, cols, vals, batch)
             # training: a sparse COO code (cheap, nothing reads it per step); eval: dense,
             # for the trainer's sparsity statistics
@@ -196,6 +213,19 @@ class SAE(ModelBase):
     def describe(self) -> str:
         c = self.config
         return f"SAE {c.d_in} -> {c.n_latents} latents; sparsity: {self.sparsity.describe()}"
+
+
+def _screen(sparsity: Sparsity, config: SAEConfig) -> TopKScreen | None:
+    if not config.bf16_screen:
+        return None
+    if not isinstance(sparsity, TopKSparsity) or not config.sparse_decode:
+        raise ConfigError(
+            f"bf16_screen applies to the topk sparsity on the sparse path, not {config.sparsity!r}"
+            f"{'' if config.sparse_decode else ' with sparse_decode off'}: drop bf16_screen"
+        )
+    if config.bf16:
+        raise ConfigError("bf16_screen and bf16 autocast exclude each other: choose one")
+    return TopKScreen()
 
 
 def _drop_legacy_buffers(state: dict[str, Any], prefix: str, *args: Any) -> None:

@@ -1,0 +1,93 @@
+"""The bf16-screened TopK support (`models.sae.screen`): it picks the fp32 product's
+support with the fp32 values, falls back to fp32 for the rows its check cannot confirm, and
+trains an SAE as the fp32 step does."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import sparseae
+from sparseae.errors import ConfigError
+from sparseae.models.sae import SAE
+from sparseae.models.sae.screen import TopKScreen
+from sparseae.sparsities.selection import topk_indices
+from tests.helpers import digits
+
+
+def _trained_sae(n: int = 256, k: int = 8) -> tuple[SAE, torch.Tensor]:
+    """An SAE trained briefly on digits, so its pre-activations are a real model's."""
+    x, _ = digits()
+    torch.manual_seed(0)
+    model = SAE(d_in=64, n_latents=n, sparsity="topk", sparsity_params={"k": k})
+    sparseae.Trainer(model, sparseae.TrainConfig(epochs=2, batch_size=128), progress=False).fit(x)
+    return model, x
+
+
+def _screen(model: SAE, x: torch.Tensor, screen: TopKScreen, k: int):
+    xc = x - model.b_dec.detach()
+    out = torch.empty(x.shape[0], model.n_latents)
+    rows, cols = screen(xc, model.W_enc.detach(), model.b_enc.detach(), k, out)
+    exact = torch.addmm(model.b_enc.detach(), xc, model.W_enc.detach())
+    return rows, cols.view(x.shape[0], k), out, exact
+
+
+@pytest.mark.parametrize("margin", [32, 0])
+def test_the_screen_picks_the_fp32_support_with_fp32_values(margin):
+    model, x = _trained_sae()
+    screen = TopKScreen(margin=margin)
+    rows, cols, out, exact = _screen(model, x, screen, 8)
+    ref = topk_indices(exact, 8)
+    assert torch.equal(cols.sort(1).values, ref.sort(1).values)
+    torch.testing.assert_close(out[rows, cols.reshape(-1)], exact[rows, cols.reshape(-1)])
+    assert screen.checked_rows == len(x)
+    if margin == 0:  # no room between the k-th value and the left-out ones: every row that
+        # the check cannot confirm is redone in fp32, and the support is still exact
+        assert screen.recomputed_rows > len(x) // 2
+    else:
+        assert screen.recomputed_rows < len(x) // 100
+
+
+def test_a_coarser_screened_product_makes_the_check_redo_rows_and_stay_exact():
+    """Screened values with errors of the size of the gaps between ranked values (as a
+    coarser product would give): the check measures them on the candidates, redoes the
+    rows it cannot confirm in fp32, and the support stays the fp32 one."""
+    model, x = _trained_sae()
+    screen, real = TopKScreen(), TopKScreen._screened
+    gen = torch.Generator().manual_seed(0)
+
+    def coarse(self, xc, w_enc, b_enc, out):
+        real(self, xc, w_enc, b_enc, out)
+        out.add_(torch.rand(out.shape, generator=gen).sub_(0.5).mul_(2 * out.std()))
+
+    screen._screened = coarse.__get__(screen)
+    rows, cols, out, exact = _screen(model, x, screen, 8)
+    assert screen.recomputed_rows > len(x) // 10
+    assert torch.equal(cols.sort(1).values, topk_indices(exact, 8).sort(1).values)
+
+
+def test_an_sae_trains_with_the_screen_as_with_fp32():
+    x, _ = digits()
+    params, losses = {}, {}
+    for screen in (False, True):
+        torch.manual_seed(0)
+        model = SAE(d_in=64, n_latents=256, sparsity="topk", sparsity_params={"k": 8},
+                    bf16_screen=screen)  # fmt: skip
+        history = sparseae.Trainer(
+            model, sparseae.TrainConfig(epochs=3, batch_size=128), progress=False
+        ).fit(x)
+        params[screen] = [p.detach().clone() for p in model.parameters()]
+        losses[screen] = [r["loss"] for r in history.records]
+        assert (model.screen is not None) is screen
+    assert losses[True][-1] < 0.8 * losses[True][0]
+    for a, b in zip(params[False], params[True], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # the saved config keeps the choice
+    assert SAE(**{**model.config.to_dict()}).screen is not None
+
+
+def test_the_screen_is_refused_where_it_does_not_apply():
+    with pytest.raises(ConfigError, match="topk sparsity"):
+        SAE(d_in=8, n_latents=32, sparsity="batchtopk", bf16_screen=True)
+    with pytest.raises(ConfigError, match="exclude each other"):
+        SAE(d_in=8, n_latents=32, bf16=True, bf16_screen=True)
