@@ -91,3 +91,22 @@ def test_the_screen_is_refused_where_it_does_not_apply():
         SAE(d_in=8, n_latents=32, sparsity="batchtopk", bf16_screen=True)
     with pytest.raises(ConfigError, match="exclude each other"):
         SAE(d_in=8, n_latents=32, bf16=True, bf16_screen=True)
+
+
+def test_the_train_command_takes_bf16_screen(tmp_path, capsys):
+    from tests.test_cli import run_cli
+
+    base = ["train", "--model", "sae", "--dataset", "digits", "--n-latents", "64", "--k", "4",
+            "--epochs", "2", "--no-progress"]  # fmt: skip
+    code, _, err = run_cli(capsys, *base, "--bf16-screen", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    model = sparseae.load(tmp_path / "r")
+    assert model.config.bf16_screen and model.screen is not None
+    for extra, fragment in (
+        (["--sparsity", "batchtopk"], "bf16_screen applies to the topk sparsity"),
+        (["--model", "gated-sae", "--weight", "0.01"], "--bf16-screen applies to --model sae"),
+    ):
+        argv = [*base, "--bf16-screen", *extra, "--out", str(tmp_path / "bad")]
+        code, _, err = run_cli(capsys, *argv)
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and fragment in lines[0], err

@@ -64,6 +64,13 @@ def add_parser(sub: Any, name: str = "train", model: str = "autoencoder") -> Non
     )
     g.add_argument("--skip", action="store_true", help="transcoder: add a linear skip connection")
     g.add_argument(
+        "--bf16-screen",
+        action="store_true",
+        help="sae with --sparsity topk: choose each row's support from a bf16 encoder product "
+        "and recompute the kept values in fp32 (the fp32 step's support and values, ~1.6x "
+        "faster where bf16 products are fast: AVX512-BF16/AMX CPUs, GPUs)",
+    )
+    g.add_argument(
         "--widths",
         type=options.int_list,
         default=None,

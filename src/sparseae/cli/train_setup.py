@@ -17,6 +17,8 @@ INIT_ROWS = 65536
 
 def build_model(args: argparse.Namespace, data: Any, train_cfg: Any) -> Any:
     torch.manual_seed(args.seed)
+    if getattr(args, "bf16_screen", False) and args.model != "sae":
+        raise ConfigError("--bf16-screen applies to --model sae (with --sparsity topk) only")
     if args.model == "autoencoder":
         return _autoencoder(args, data, train_cfg)
     _refuse_autoencoder_flags(args)
@@ -49,6 +51,7 @@ def _dictionary(args: argparse.Namespace, data: Any) -> Any:
     matryoshka = args.model == "matryoshka-sae"
     if args.widths is not None and not matryoshka:
         raise ConfigError("--widths applies to --model matryoshka-sae only")
+    screen = getattr(args, "bf16_screen", False)
     sparsity = args.sparsity or ("batchtopk" if matryoshka else "topk")
     params = options.sparsity_params_from_args(args, sparsity)
     if sparsity in ("topk", "batchtopk"):
@@ -58,7 +61,7 @@ def _dictionary(args: argparse.Namespace, data: Any) -> Any:
                   sparsity_params=params, code_activation=code_act)  # fmt: skip
     if matryoshka:
         return MatryoshkaSAE(MatryoshkaConfig(**common, widths=tuple(args.widths or ())))
-    return SAE(SAEConfig(**common))
+    return SAE(SAEConfig(**common, bf16_screen=screen))
 
 
 def _transcoder(args: argparse.Namespace, data: Any) -> Any:
