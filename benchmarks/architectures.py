@@ -32,6 +32,7 @@ figure (one row of panels per data set) are rewritten from the merged rows.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -132,8 +133,10 @@ def lp_model(knob: float, x: torch.Tensor, n: int, start: str = "none") -> tuple
     return model, cfg
 
 
-def ours(arch: str, knob: float, x: torch.Tensor, n: int, lib: str = "sparseae") -> tuple:
-    torch.manual_seed(0)
+def ours(
+    arch: str, knob: float, x: torch.Tensor, n: int, lib: str = "sparseae", seed: int = 0
+) -> tuple:
+    torch.manual_seed(seed)
     if arch == "matryoshka":
         model = sparseae.MatryoshkaSAE(
             d_in=x.shape[1], n_latents=n, widths=(n // 16, n // 4), sparsity_params={"k": int(knob)}
@@ -148,6 +151,7 @@ def ours(arch: str, knob: float, x: torch.Tensor, n: int, lib: str = "sparseae")
         model = sparseae.SAE(d_in=x.shape[1], n_latents=n, sparsity="l1_decnorm",
                              sparsity_params={"weight": knob})  # fmt: skip
         cfg = sparseae.TrainConfig(epochs=EPOCHS, batch_size=BATCH)  # its defaults: a free norm
+    cfg = dataclasses.replace(cfg, seed=seed)  # the batch order: the peer's for the same seed
     t0 = time.perf_counter()
     trainer = sparseae.Trainer(model, cfg, progress=False)
     trainer.fit(x)
@@ -156,10 +160,10 @@ def ours(arch: str, knob: float, x: torch.Tensor, n: int, lib: str = "sparseae")
     return model.code, model.decode, seconds / trainer.global_step
 
 
-def peer(arch: str, knob: float, x: torch.Tensor, n: int) -> tuple:
+def peer(arch: str, knob: float, x: torch.Tensor, n: int, seed: int = 0) -> tuple:
     steps, warm = _steps(x)
     common = dict(steps=steps, activation_dim=x.shape[1], dict_size=n, layer=0, lm_name="x",
-                  seed=0, device="cpu", warmup_steps=warm)  # fmt: skip
+                  seed=seed, device="cpu", warmup_steps=warm)  # fmt: skip
     if arch == "matryoshka":
         mod = shallow("dictionary_learning.trainers", "matryoshka_batch_top_k")
         trainer = mod.MatryoshkaBatchTopKTrainer(
@@ -178,7 +182,7 @@ def peer(arch: str, knob: float, x: torch.Tensor, n: int) -> tuple:
         mod = shallow("dictionary_learning.trainers", "standard")
         trainer = mod.StandardTrainerAprilUpdate(l1_penalty=knob, sparsity_warmup_steps=warm,
                                                  **common)  # fmt: skip
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(seed)
     t0, step = time.perf_counter(), 0
     for _ in range(EPOCHS):
         perm = torch.randperm(len(x), generator=g)
@@ -309,26 +313,48 @@ def _row(arch: str, lib: str, knob: float, fvu: float, l0: float, per_step: floa
             "ms_per_step": 1000 * per_step, "threads": torch.get_num_threads()}  # fmt: skip
 
 
-def run(data: dict[str, Any], archs: tuple[str, ...]) -> list[dict]:
-    """Every chosen architecture on one data set (``data`` from `mnist_data`/`minilm_data`)."""
+def run(data: dict[str, Any], archs: tuple[str, ...], seeds: tuple[int, ...] = (0,)) -> list[dict]:
+    """Every chosen architecture on one data set (``data`` from `mnist_data`/`minilm_data`),
+    each SAE row once per seed (the model's initialisation and the batch order, both
+    libraries alike); the transcoder rows once, with interleaved timing."""
     rows, n = [], data["n_latents"]
     for arch, grids in GRIDS[data["name"]].items():
         if arch not in archs:
             continue
         for lib, knobs in grids.items():
-            for knob in knobs:
+            for knob, seed in ((k, s) for k in knobs for s in seeds):
                 if lib.startswith("sparseae"):
-                    encode, decode, per_step = ours(KEYS[arch], knob, data["x_train"], n, lib)
+                    trained = ours(KEYS[arch], knob, data["x_train"], n, lib, seed)
                 else:
-                    encode, decode, per_step = peer(KEYS[arch], knob, data["x_train"], n)
-                fvu, l0 = fvu_l0(encode, decode, data["x_test"])
-                rows.append(_row(arch, lib, knob, fvu, l0, per_step))
+                    trained = peer(KEYS[arch], knob, data["x_train"], n, seed)
+                fvu, l0 = fvu_l0(trained[0], trained[1], data["x_test"])
+                rows.append({**_row(arch, lib, knob, fvu, l0, trained[2]), "seed": seed})
     if "transcoder" in archs:
         rows += transcoders(data["pairs_train"], data["pairs_test"], n)
     for r in rows:
         r.update(dataset=data["name"], rows_train=len(data["x_train"]),
                  rows_test=len(data["x_test"]), n_latents=n, epochs=EPOCHS)  # fmt: skip
     return rows
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """One row per (data set, architecture, library, knob): the median FVU, L0 and ms / step
+    over its seeds, with the FVU's and L0's ranges where there were several."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r["dataset"], r["architecture"], r["library"], r["knob"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for group in groups.values():
+        row = dict(group[0])
+        if len(group) > 1:
+            for name in ("fvu", "l0", "ms_per_step"):
+                values = [g[name] for g in group]
+                row[name] = statistics.median(values)
+                row[f"{name}_range"] = (min(values), max(values))
+            row["seeds"] = len(group)
+        out.append(row)
+    return out
 
 
 def mnist_data(data_dir: str | None, quick: bool) -> dict[str, Any]:
@@ -401,6 +427,7 @@ def figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
+    rows = summary(rows)
     sets = [d for d in DATASETS if any(r["dataset"] == d for r in rows)]
     archs = [a for a in ARCHITECTURES if any(r["architecture"] == a for r in rows)]
     fig, axes = plt.subplots(len(sets), len(archs), figsize=(4.2 * len(archs), 3.6 * len(sets)),
@@ -438,7 +465,14 @@ def _ms(row: dict) -> str:
     return f"{row['ms_per_step']:.2f}" + (f" ({lo_hi[0]:.2f}-{lo_hi[1]:.2f})" if lo_hi else "")
 
 
+def _spread(row: dict, name: str, fmt: str) -> str:
+    """A summary cell: the median, and the range over seeds where there were several."""
+    lo_hi = row.get(f"{name}_range")
+    return format(row[name], fmt) + (f" ({lo_hi[0]:{fmt}}-{lo_hi[1]:{fmt}})" if lo_hi else "")
+
+
 def table(rows: list[dict], quick: bool) -> str:
+    rows = summary(rows)
     flag = " --quick" if quick else ""
     lines = ["# SAE architectures against the peers' own implementations", "",
              f"Command: `python benchmarks/architectures.py{flag} [--dataset D] [--only ARCH]` "
@@ -447,7 +481,8 @@ def table(rows: list[dict], quick: bool) -> str:
              f"torch {torch.__version__}. ms / step depends on the machine's load when the row "
              "was run (threads: the torch thread count then); compare rows of one run only. "
              "Transcoder rows: the median (range) of interleaved timing rounds, "
-             f"{TIMING_ROUNDS} x {TIMING_STEPS} steps per library. "
+             f"{TIMING_ROUNDS} x {TIMING_STEPS} steps per library. Rows run with several "
+             "``--seeds`` give the median (range) over them (seeds column). "
              "Figure: `architectures.png`.", ""]  # fmt: skip
     for name in DATASETS:
         mine = [r for r in rows if r["dataset"] == name]
@@ -458,10 +493,12 @@ def table(rows: list[dict], quick: bool) -> str:
                   f"{DESCRIBE[name]}; {first.get('rows_train', '?')} training rows, "
                   f"{first.get('rows_test', '?')} held out; {first.get('n_latents', '?')} "
                   "latents.", "",
-                  "| architecture | library | knob | held-out FVU | L0 | ms / step | threads |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
-        lines += [f"| {r['architecture']} | {r['library']} | {r['knob']:.4g} | {r['fvu']:.4f} | "
-                  f"{r['l0']:.1f} | {_ms(r)} | {r.get('threads', 2)} |"
+                  "| architecture | library | knob | held-out FVU | L0 | ms / step | threads "
+                  "| seeds |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        lines += [f"| {r['architecture']} | {r['library']} | {r['knob']:.4g} | "
+                  f"{_spread(r, 'fvu', '.4f')} | {_spread(r, 'l0', '.1f')} | {_ms(r)} | "
+                  f"{r.get('threads', 2)} | {r.get('seeds', 1)} |"
                   for r in mine]  # fmt: skip
         lines.append("")
     return "\n".join(lines)
@@ -475,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", choices=(*DATASETS, "all"), default="mnist")
     ap.add_argument("--only", action="append", choices=ARCHITECTURES, default=None,
                     help="only this architecture (repeatable); other rows are kept")  # fmt: skip
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds of the SAE rows")
     args = ap.parse_args(argv)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
     global EPOCHS
     if args.quick:
         EPOCHS = 1
@@ -483,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in DATASETS if args.dataset == "all" else (args.dataset,):
         data = mnist_data(args.data_dir, args.quick) if name == "mnist" else minilm_data(args.quick)
-        rows += run(data, archs)
+        rows += run(data, archs, seeds)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / ("architectures_quick" if args.quick else "architectures")
     json_path = stem.with_suffix(".json")

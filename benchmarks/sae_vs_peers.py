@@ -10,9 +10,9 @@ dictionary_learning, each library with its own SAE module, loss and step.
     AuxK term a dead set of the same size (the latents that did not fire in a warm-up
     batch). Peak RSS: each library alone in a fresh subprocess (ru_maxrss after the steps).
 (c) The bf16-screened support (``SAEConfig(bf16_screen=True)``, `sparseae.models.sae.screen`):
-    the same interleaved step timing at 16,384 latents for sparseae with and without it and
-    for sparsify in fp32 and under CPU bf16 autocast (its own mixed precision: bf16 products
-    and values), with the share of rows the screen's check sent back to fp32.
+    the interleaved step timing of (a), same configurations, for sparseae with and without
+    it and for sparsify in fp32 and under CPU bf16 autocast (its own mixed precision: bf16
+    products and values), with the share of rows the screen's check sent back to fp32.
 (b) Time to a held-out FVU on structured data (sparse combinations of a random dictionary
     plus noise, `sae_speed.synthetic`): each library's *defaults* (init, lr, optimizer,
     warm-ups); training wall seconds (evaluation excluded) and steps until the held-out
@@ -365,7 +365,7 @@ def main() -> None:
                        wall_cap=a.fvu_wall_cap)  # fmt: skip
     if a.screen_only:
         saved = json.loads((ROOT / "benchmarks" / "results" / "sae_vs_peers.json").read_text())
-        screen = screen_section(grid[:2], repeats, warmup, rss_steps)
+        screen = screen_section(grid, repeats, warmup, rss_steps)
         report(saved["speed"], saved["time_to_fvu"], fvu_cfg, a.quick, screen)
         return
     speed, done_fvu = reused_rows(a.reuse)
@@ -382,7 +382,7 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
             speed += rows
     fvu = run_fvu(fvu_cfg, done_fvu)
-    report(speed, fvu, fvu_cfg, a.quick, screen_section(grid[:2], repeats, warmup, rss_steps))
+    report(speed, fvu, fvu_cfg, a.quick, screen_section(grid, repeats, warmup, rss_steps))
 
 
 def screen_section(grid: list, repeats: int, warmup: int, rss_steps: int) -> list[dict]:
@@ -439,7 +439,7 @@ def report(
         "interleaved repeats, min/max range)", "", md_table(speed, cols), "",
         f"## (b) time to held-out FVU {fvu_cfg['target']} (each library's defaults; d_in "
         f"{fvu_cfg['d']}, {fvu_cfg['n']} latents, batch {fvu_cfg['batch']})", "",
-        md_table(fvu, fcols), "", "## (c) bf16-screened support (16,384 latents; sparseae "
+        md_table(fvu, fcols), "", "## (c) bf16-screened support (sparseae "
         "with `bf16_screen=True`: bf16 encoder product for the choice, fp32 values; "
         "sparsify under CPU bf16 autocast; interleaved as in (a))", "",
         md_table(screen, cols + ["recomputed_rows"]),

@@ -67,8 +67,9 @@ def add_parser(sub: Any, name: str = "train", model: str = "autoencoder") -> Non
         "--bf16-screen",
         action="store_true",
         help="sae with --sparsity topk: choose each row's support from a bf16 encoder product "
-        "and recompute the kept values in fp32 (the fp32 step's support and values, ~1.6x "
-        "faster where bf16 products are fast: AVX512-BF16/AMX CPUs, GPUs)",
+        "and recompute the kept values in fp32 (the fp32 step's support and values; a "
+        "1.3-1.4x faster step at 16,384 latents where bf16 products are fast: AVX512-BF16 "
+        "or AMX CPUs, GPUs; slower elsewhere)",
     )
     g.add_argument(
         "--widths",

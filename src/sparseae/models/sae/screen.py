@@ -11,15 +11,16 @@ a value) are much smaller than the gap between a row's k-th and (k + margin)-th 
 3. exact: the candidates' pre-activations in fp32 (a sampled dense-dense product, its cost
    rows x (k + margin) x d_in), written back into pre; the k largest are the support;
 4. check: a row's choice stands when its k-th exact value clears the largest screened value
-   left out by ``slack`` times the largest screening error seen on the batch's candidates
-   (per unit of row norm); a row that does not clear is recomputed in fp32 and chosen from
-   the exact product.
+   left out by a bound on the screening error: the bf16 rounding of the product (at most
+   2^-9 of a value) plus ``slack`` times the largest input-rounding error seen on the
+   batch's candidates (per unit of row norm); a row that does not clear is recomputed in
+   fp32 and chosen from the exact product.
 
 The step then trains on what the fp32 step does: the same support (where the check holds)
 and the same values. What differs: ``pre`` outside the candidates holds screened values
 (AuxK picks and values its dead latents from them), and the check is statistical, not a
-proof: a left-out latent whose screening error is more than ``slack`` times the batch's
-largest observed one could be missed. tests/test_sae_screen.py compares supports with fp32.
+proof: a left-out latent whose input-rounding error is more than ``slack`` times the
+batch's largest observed one could be missed. tests/test_sae_screen.py compares supports with fp32.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class TopKScreen:
         self._pre: Tensor | None = None
 
     def _screened(self, xc: Tensor, w_enc: Tensor, b_enc: Tensor, out: Tensor) -> None:
-        """Step 1 into ``out``. The bias is added in bf16 and the sum copied over: a
-        mixed-dtype add costs ten times the two (its rounding is one more screening error)."""
+        """Step 1 into ``out``: the bf16 product copied into the fp32 buffer, then the fp32
+        bias added there (one mixed-dtype add into ``out`` costs ten times the two)."""
         shape = (xc.shape[0], w_enc.shape[1])
         if self._w is None or self._w.shape != w_enc.shape or self._w.device != w_enc.device:
             self._w = torch.empty(w_enc.shape, dtype=torch.bfloat16, device=w_enc.device)
@@ -65,10 +66,10 @@ class TopKScreen:
         bias = b_enc[cand]
         exact = _sampled_rows(xc, w_enc, cand).add_(bias)
         out.scatter_(1, cand, exact)
-        kth, pick = exact.topk(k, dim=1, sorted=False)
+        best, pick = exact.topk(k, dim=1, sorted=False)
         cols = cand.gather(1, pick)
         if width < n:
-            self._recheck(xc, w_enc, b_enc, out, cols, kth.amin(1), screened, exact, bias)
+            self._recheck(xc, w_enc, b_enc, out, cols, best.amin(1), screened, exact, bias)
         self.checked_rows += batch
         rows = torch.arange(batch, device=out.device).repeat_interleave(k)
         return rows, cols.reshape(-1)
