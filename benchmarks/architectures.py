@@ -436,10 +436,12 @@ def figure(rows: list[dict], path: Path) -> None:
         for ax, arch in zip(ax_row, archs, strict=True):
             mine = [r for r in rows if r["dataset"] == name and r["architecture"] == arch]
             peers = sorted({r["library"] for r in mine} - {"sparseae", MEDIAN})
-            for lib, style in (("sparseae", "o-"), (MEDIAN, "o:"), *((p, "s--") for p in peers)):
+            series = [("sparseae", "o-", "C0"), (MEDIAN, "o:", "C2"),
+                      *((p, "s--", "C1") for p in peers)]  # fmt: skip
+            for lib, style, color in series:
                 pts = sorted((r["l0"], r["fvu"]) for r in mine if r["library"] == lib)
                 if pts:
-                    ax.plot(*zip(*pts, strict=True), style, label=lib)
+                    ax.plot(*zip(*pts, strict=True), style, color=color, label=lib)
             ax.set(title=f"{arch} ({name})", xlabel="L0 (held-out)", ylabel="FVU (held-out)",
                    xscale="log")  # fmt: skip
             ax.xaxis.set_minor_formatter(NullFormatter())
