@@ -6,22 +6,22 @@ dictionary_learning, each library with its own SAE module, loss and step.
     interleaved step by step (A, B, C, D, A, ...) so machine noise hits all alike; median
     and range over the repeats, process CPU seconds beside wall seconds. sparseae runs the
     step its trainer runs (`Trainer._train_step` + step-end callbacks: the fused sparse
-    step without AuxK, the autograd path with it); "auxk" rows give every library with an
-    AuxK term a dead set of the same size (the latents that did not fire in a warm-up
-    batch). Peak RSS: each library alone in a fresh subprocess (ru_maxrss after the steps).
-(c) The bf16-screened support (``SAEConfig(bf16_screen=True)``, `sparseae.models.sae.screen`):
-    the interleaved step timing of (a), same configurations, for sparseae with and without
-    it and for sparsify in fp32 and under CPU bf16 autocast (its own mixed precision: bf16
-    products and values), with the share of rows the screen's check sent back to fp32.
+    step, AuxK folded in); "auxk" rows give every library with an AuxK term a dead set of
+    the same size (the latents that did not fire in a warm-up batch). Peak RSS: each
+    library alone in a fresh subprocess (ru_maxrss after the steps).
 (b) Time to a held-out FVU on structured data (sparse combinations of a random dictionary
     plus noise, `sae_speed.synthetic`): each library's *defaults* (init, lr, optimizer,
     warm-ups); training wall seconds (evaluation excluded) and steps until the held-out
     FVU first reaches the target, checked every few steps.
+(c) The bf16-screened support (``SAEConfig(bf16_screen=True)``, `sparseae.models.sae.screen`):
+    the interleaved step timing of (a), same configurations, for sparseae with and without
+    it and for sparsify in fp32 and under CPU bf16 autocast (its own mixed precision: bf16
+    products and values), with the share of rows the screen's check sent back to fp32.
 
 Run with the peers' venv (see the Makefile's ``peers`` target):
 
     PYTHONPATH=$(.venv/bin/python -c "import site; print(site.getsitepackages()[0])") \\
-        .peers/bin/python benchmarks/sae_vs_peers.py [--quick]
+        .peers/bin/python benchmarks/sae_vs_peers.py [--quick] [--screen-only]
 
 Writes benchmarks/results/sae_vs_peers.{md,json} (``_quick`` with --quick).
 """
