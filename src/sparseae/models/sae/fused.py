@@ -38,6 +38,7 @@ from sparseae.models.base import StepOutput
 from sparseae.models.fused_base import AuxTerm, OwnedGradients, not_plain
 from sparseae.models.sae import kernels
 from sparseae.models.sae.entries import CodeEntries, code_entries
+from sparseae.models.sae.screen import training_support
 
 
 def supports(model: Any, plain: type) -> str | None:
@@ -100,7 +101,8 @@ class SAEFusedStep(OwnedGradients):
                 xc, target = x - b_dec, x
             else:  # the halves of each row, contiguous for the sparse products
                 xc, target = (part.contiguous() for part in self.split(x))
-            pre, rows, cols = self._support(xc, w_enc, b_enc, self._pre_buffer(batch, x))
+            out = self._pre_buffer(batch, x)
+            pre, rows, cols = training_support(self.model, xc, w_enc, b_enc, out)
             main = code_entries(rows, cols, None, pre, self.model)
             loss, x_hat, g = self._decode_and_grads(target, main, w_dec)
             terms = {"recon": loss, "sparsity": x.new_zeros(())}
@@ -117,17 +119,6 @@ class SAEFusedStep(OwnedGradients):
             as_code = kernels.to_coo if self.model.training else kernels.to_dense
             code = as_code(main.rows, main.cols, main.values, batch, n)
         return StepOutput(loss, terms, code, pre, x_hat, None if self.split is None else target)
-
-    def _support(
-        self, xc: Tensor, w_enc: Tensor, b_enc: Tensor, out: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """(pre, rows, cols): the model's own choice where it has one (an SAE's bf16 screen),
-        else the fp32 product and the sparsity's support."""
-        own = getattr(self.model, "training_support", None)
-        if own is not None:
-            return own(xc, w_enc, b_enc, out)
-        pre = torch.addmm(b_enc, xc, w_enc, out=out)
-        return (pre, *self.model.sparsity.support(pre))
 
     def _decode_and_grads(
         self, target: Tensor, e: CodeEntries, w_dec: Tensor

@@ -23,7 +23,7 @@ from sparseae.models.base import MODEL_KINDS, Atoms, ModelBase, StepOutput
 from sparseae.models.code import check_code_activation, sparse_kernels_apply
 from sparseae.models.sae import kernels
 from sparseae.models.sae.config import LEGACY_TRAINING_KEYS, SAEConfig
-from sparseae.models.sae.screen import TopKScreen
+from sparseae.models.sae.screen import TopKScreen, training_support
 from sparseae.nn_utils import activation
 from sparseae.sparsities import Sparsity, make_sparsity
 from sparseae.sparsities.topk import TopKSparsity
@@ -120,8 +120,11 @@ class SAE(ModelBase):
             with torch.no_grad():
                 pre = self.pre_activation(x)
         rows, cols = self.sparsity.support(pre)
-        vals = self.sparsity.kept_values(self.code_act(self.encode_at(x, rows, cols, pre)))
-        return rows, cols, vals
+        return rows, cols, self._kept_values(x, rows, cols, pre)
+
+    def _kept_values(self, x: Tensor, rows: Tensor, cols: Tensor, pre: Tensor) -> Tensor:
+        """The code's values at the chosen entries, differentiable in the encoder."""
+        return self.sparsity.kept_values(self.code_act(self.encode_at(x, rows, cols, pre)))
 
     def decode_sparse(self, rows: Tensor, cols: Tensor, vals: Tensor, batch: int) -> Tensor:
         return kernels.sparse_decode(rows, cols, vals, self.W_dec, batch) + self.b_dec
@@ -147,26 +150,14 @@ class SAE(ModelBase):
         terms = {"recon": recon, "sparsity": f.penalty}
         return StepOutput(recon + f.penalty, terms, f.code, f.pre, f.x_hat.detach())
 
-    @torch.no_grad()
-    def training_support(
-        self, xc: Tensor, w_enc: Tensor, b_enc: Tensor, out: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """(pre, rows, cols) of a training step on centred input ``xc`` (pre into ``out``):
-        the fp32 product and the sparsity's support, or the bf16 screen's (`screen`)."""
-        if out is None:
-            out = torch.empty(xc.shape[0], w_enc.shape[1], dtype=xc.dtype, device=xc.device)
-        if self.screen is not None and self.training:
-            return (out, *self.screen(xc, w_enc, b_enc, self.sparsity.current_k, out))
-        pre = torch.addmm(b_enc, xc, w_enc, out=out)
-        return (pre, *self.sparsity.support(pre))
-
     def forward_parts(self, x: Tensor) -> ForwardParts:
         """One differentiable pass on transformed x, for this step and subclasses' terms."""
         batch, n = x.shape[0], self.n_latents
         if self.uses_sparse_path:
             w_enc, b_enc, b_dec = (p.detach() for p in (self.W_enc, self.b_enc, self.b_dec))
-            pre, rows, cols = self.training_support(x - b_dec, w_enc, b_enc)
-            vals = self.sparsity.kept_values(self.code_act(self.encode_at(x, rows, cols, pre)))
+            out = torch.empty(batch, n, dtype=x.dtype, device=x.device)
+            pre, rows, cols = training_support(self, x - b_dec, w_enc, b_enc, out)
+            vals = self._kept_values(x, rows, cols, pre)
             x_hat = self.decode_sparse(rows, cols, vals, batch)
             # training: a sparse COO code (cheap, nothing reads it per step); eval: dense,
             # for the trainer's sparsity statistics

@@ -25,10 +25,27 @@ batch's largest observed one could be missed. tests/test_sae_screen.py compares 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from sparseae.sparsities.selection import topk_indices
+
+
+@torch.no_grad()
+def training_support(
+    model: Any, xc: Tensor, w_enc: Tensor, b_enc: Tensor, out: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(pre, rows, cols) of a training step's sparse path on centred (or encoder) input
+    ``xc``, pre written into ``out``: the model's bf16 screen while it trains, if it has one
+    (``model.screen``), else the fp32 product and the sparsity's support. Both the fused and
+    the autograd step choose their support here."""
+    screen = getattr(model, "screen", None)
+    if screen is not None and model.training:
+        return (out, *screen(xc, w_enc, b_enc, model.sparsity.current_k, out))
+    pre = torch.addmm(b_enc, xc, w_enc, out=out)
+    return (pre, *model.sparsity.support(pre))
 
 
 class TopKScreen:
