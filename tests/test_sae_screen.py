@@ -110,3 +110,35 @@ def test_the_train_command_takes_bf16_screen(tmp_path, capsys):
         code, _, err = run_cli(capsys, *argv)
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 2 and len(lines) == 1 and fragment in lines[0], err
+
+
+def test_auxk_dead_block_runs_in_bf16_under_the_screen_and_trains_as_fp32(monkeypatch):
+    """With AuxK, the dead latents' dense block products run in bf16 under the screen (its
+    largest fp32 work left); the run still follows the fp32 one to bf16's rounding."""
+    from sparseae.models.sae import entries
+
+    x, _ = digits()
+    seen: list[torch.dtype] = []
+    real = entries.BlockEntries.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        seen.append(self.dtype)
+
+    monkeypatch.setattr(entries.BlockEntries, "__init__", spy)
+    params, aux = {}, {}
+    for screen in (False, True):
+        seen.clear()
+        torch.manual_seed(0)
+        model = SAE(d_in=64, n_latents=256, sparsity="topk", sparsity_params={"k": 4},
+                    bf16_screen=screen)  # fmt: skip
+        config = sparseae.TrainConfig(epochs=3, batch_size=128, dead_after=256, aux_k=32)
+        history = sparseae.Trainer(model, config, progress=False).fit(x)
+        aux[screen] = [r["aux"] for r in history.records if r.get("aux")]
+        params[screen] = [p.detach().clone() for p in model.parameters()]
+        assert seen and set(seen) == {torch.bfloat16 if screen else torch.float32}
+    assert aux[True] and aux[True][-1] < aux[True][0]
+    torch.testing.assert_close(aux[True], aux[False], rtol=2e-2, atol=0)
+    for a, b in zip(params[False], params[True], strict=True):  # Adam's steps amplify
+        # rounding on a few near-zero gradients: compare whole parameters
+        assert (a - b).norm() <= 3e-2 * b.norm()  # seen: at most 0.8e-2 (b_enc)

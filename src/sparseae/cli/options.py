@@ -30,6 +30,7 @@ positive_int = _number(int, lambda v: v >= 1, "a positive integer")
 nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _number(float, lambda v: v > 0, "a positive number")
 nonnegative_float = _number(float, lambda v: v >= 0, "a number >= 0")
+unit_interval_open = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 finite_float = _number(float, lambda v: True, "a finite number")
 
 
@@ -376,12 +377,21 @@ def _backbone_shape(args: argparse.Namespace, input_shape: Any) -> tuple[tuple, 
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    from sparseae.training.config import B_DEC_INITS, LR_SCHEDULES
+    from sparseae.training.config import ATOM_INITS, B_DEC_INITS, LR_SCHEDULES, OPTIMIZERS
 
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=10, help="default: 10")
     g.add_argument("--batch-size", type=positive_int, default=32, help="default: 32")
-    g.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (1e-3)")
+    g.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (1e-3)")
+    g.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="adam, or sgd with --sgd-momentum (the k-sparse paper's; default: adam)",
+    )
+    g.add_argument(
+        "--sgd-momentum", type=unit_interval_open, default=0.9, help="SGD momentum (default 0.9)"
+    )
     g.add_argument(
         "--weight-decay",
         type=nonnegative_float,
@@ -445,6 +455,19 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--model sae, else none)",
     )
     d.add_argument(
+        "--atom-init",
+        choices=ATOM_INITS,
+        default="model",
+        help="data: start each atom at a random training input minus the decoder bias, so "
+        "far fewer latents start silent (default: model, its random initialisation)",
+    )
+    d.add_argument(
+        "--atom-init-norm",
+        type=positive_float,
+        default=None,
+        help="the atoms' norm under --atom-init data (default: the model's initial norms)",
+    )
+    d.add_argument(
         "--dead-after",
         type=nonnegative_int,
         default=0,
@@ -476,6 +499,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        optimizer=args.optimizer,
+        sgd_momentum=args.sgd_momentum,
         weight_decay=args.weight_decay,
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
@@ -487,6 +512,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         manual_backward=not args.autograd,
         unit_norm_decoder=args.unit_norm_decoder,
         b_dec_init=args.b_dec_init,
+        atom_init=args.atom_init,
+        atom_init_norm=args.atom_init_norm,
         dead_after=args.dead_after,
         aux_k=args.aux_k,
         aux_weight=args.aux_weight,

@@ -13,6 +13,8 @@ from sparseae.errors import ConfigError
 
 LR_SCHEDULES = ("constant", "cosine", "linear", "onecycle")
 B_DEC_INITS = ("none", "mean", "geometric_median")
+ATOM_INITS = ("model", "data")
+OPTIMIZERS = ("adam", "sgd")
 #: settings a resumed run may change when asked to (they do not alter what was trained)
 RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "num_threads", "device")
 
@@ -20,7 +22,9 @@ RESUMABLE_CHANGES = ("epochs", "eval_batch_size", "num_threads", "device")
 @dataclass(frozen=True)
 class TrainConfig(Config):
     """``weight_decay`` is L2 on weight matrices (not biases), added to the gradient as
-    Adam's coupled L2 does, i.e. the textbook 'AE + L2'.
+    Adam's coupled L2 does, i.e. the textbook 'AE + L2'. ``optimizer`` is Adam (``betas``,
+    ``eps``) or SGD with ``sgd_momentum`` (the k-sparse paper's; ``sgd_momentum`` is used by SGD
+    only, ``betas`` and ``eps`` by Adam only, as scikit-learn's MLP solvers do).
 
     Dictionary settings (None = the model's own default: on for an SAE, off otherwise):
     ``unit_norm_decoder`` keeps atoms at unit norm and removes the gradient parallel to
@@ -38,6 +42,8 @@ class TrainConfig(Config):
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
+    optimizer: str = "adam"
+    sgd_momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
     # Adam epsilon; None: the model's default (SAE: 1e-8, PyTorch's), else Keras' 1e-7
     eps: float | None = None
@@ -58,6 +64,8 @@ class TrainConfig(Config):
     manual_backward: bool = True
     unit_norm_decoder: bool | None = None
     b_dec_init: str | None = None
+    atom_init: str = "model"
+    atom_init_norm: float | None = None
     dead_after: int = 0
     aux_k: int = 0
     aux_weight: float = 1.0 / 32
@@ -74,6 +82,8 @@ class TrainConfig(Config):
         "epochs": Range(int, 1),
         "batch_size": Range(int, 1),
         "lr": Range(float, 0, low_open=True),
+        "optimizer": OneOf(*OPTIMIZERS),
+        "sgd_momentum": Range(float, 0, 1, high_open=True),
         "eps": Optional(Range(float, 0, low_open=True)),
         "weight_decay": Range(float, 0),
         "lr_schedule": OneOf(*LR_SCHEDULES),
@@ -86,6 +96,8 @@ class TrainConfig(Config):
         "manual_backward": OneOf(True, False),
         "unit_norm_decoder": Optional(OneOf(True, False)),
         "b_dec_init": Optional(OneOf(*B_DEC_INITS)),
+        "atom_init": OneOf(*ATOM_INITS),
+        "atom_init_norm": Optional(Range(float, 0, low_open=True)),
         "dead_after": Range(int, 0),
         "aux_k": Range(int, 0),
         "aux_weight": Range(float, 0),
@@ -109,6 +121,8 @@ class TrainConfig(Config):
         ):
             raise ConfigError(f"betas must be two numbers in [0, 1), got {b!r}")
         object.__setattr__(self, "betas", (float(b[0]), float(b[1])))
+        if self.atom_init_norm is not None and self.atom_init != "data":
+            raise ConfigError("atom_init_norm applies to atom_init='data': set both or neither")
         if self.aux_k and not self.dead_after:
             raise ConfigError("aux_k > 0 needs dead-latent tracking: set dead_after > 0")
         if self.resample_every and not self.dead_after:

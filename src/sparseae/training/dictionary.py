@@ -118,6 +118,31 @@ def init_decoder_bias(model: Any, x: Tensor, method: str = "geometric_median") -
     return center
 
 
+@torch.no_grad()
+def init_atoms_from_data(
+    model: Any, x: Tensor, generator: torch.Generator, norm: float | None = None
+) -> None:
+    """Each atom, and its encoder row, along a distinct random input minus the decoder bias
+    (set just before), at ``norm`` or else the norms the model initialised them with (a
+    tied model's atoms and rows are one tensor). Needs n_latents inputs in the sample."""
+    dec, enc = model.decoder_atoms_or_raise(), model.encoder_atoms()
+    atoms = dec.rows(dec.weight)
+    x = torch.as_tensor(x, dtype=atoms.dtype).reshape(x.shape[0], -1)
+    if x.shape[0] < atoms.shape[0] or x.shape[1] != atoms.shape[1]:
+        raise ConfigError(
+            f"atom_init='data' needs {atoms.shape[0]} inputs of width {atoms.shape[1]} to "
+            f"start the atoms from, got {tuple(x.shape)}: use atom_init='model'"
+        )
+    pick = torch.randperm(x.shape[0], generator=generator)[: atoms.shape[0]]
+    bias = 0.0 if dec.bias is None else dec.bias.detach().cpu()
+    d = x[pick] - bias
+    d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    rows = [(dec, atoms)] + ([] if enc is None else [(enc, enc.rows(enc.weight))])
+    norms = [r.norm(dim=1, keepdim=True) if norm is None else norm for _, r in rows]
+    for (_, r), n in zip(rows, norms, strict=True):
+        r.copy_(d.to(r.device) * n)
+
+
 # -- dead latents and AuxK ---------------------------------------------------------------------
 def fired_latents(code: Tensor, n_latents: int) -> Tensor:
     """(n_latents,) bool: which latents are non-zero anywhere in the batch's code."""
@@ -309,8 +334,8 @@ def resample_latents(
         for part, bias in ((dec, None), (enc, enc.bias)):
             for param, view in ((part.weight, part.rows), (bias, lambda t: t)):
                 state = optimizer.state.get(param, {}) if param is not None else {}
-                for key in ("exp_avg", "exp_avg_sq"):
-                    if key in state:
+                for key in ("exp_avg", "exp_avg_sq", "momentum_buffer"):
+                    if state.get(key) is not None:
                         view(state[key])[dead] = 0.0
 
 

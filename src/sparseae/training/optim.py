@@ -1,4 +1,4 @@
-"""Adam with less per-step Python.
+"""The trainer's optimizers: Adam with less per-step Python, and SGD with momentum.
 
 At the reference recipes' batch size of 32, an optimizer step is mostly overhead: stock
 ``torch.optim.Adam(fused=True)`` spends more time building its lists of parameters,
@@ -12,6 +12,11 @@ no fused kernel for the device) falls back to the stock path.
 ``torch.optim.Optimizer`` puts around ``step`` (about as long as the kernel itself at this
 size); the trainer calls it when no optimizer hook is registered. The per-parameter step
 counters are views of one tensor per group, so one op advances them all.
+
+`MomentumSGD` is the stock SGD (its multi-tensor path: one call per step) behind the same
+`update` / `hooked` interface; the k-sparse paper (Makhzani & Frey 2013) trains with it,
+and there its tied k-sparse features probe better than Adam's
+(benchmarks/linear_probe_mnist.py).
 """
 
 from __future__ import annotations
@@ -37,7 +42,32 @@ class _GroupCache:
     steps: list[Tensor]  # views of `counters`, the tensors the state dict holds
 
 
-class LeanAdam(torch.optim.Adam):
+class _StepHooks:
+    """What the trainer asks of its optimizer besides ``step``: whether hooks are set (they
+    need the stock, wrapped ``step``) and `update`, the step without them."""
+
+    _optimizer_step_pre_hooks: dict
+    _optimizer_step_post_hooks: dict
+
+    def hooked(self) -> bool:
+        """Whether any optimizer step hook (this optimizer's or a global one) is registered."""
+        from torch.optim import optimizer as stock
+
+        return bool(
+            self._optimizer_step_pre_hooks
+            or self._optimizer_step_post_hooks
+            or stock._global_optimizer_pre_hooks
+            or stock._global_optimizer_post_hooks
+        )
+
+
+class MomentumSGD(_StepHooks, torch.optim.SGD):
+    def update(self) -> None:
+        """One SGD step (the stock one: its per-call overhead is small next to Adam's)."""
+        self.step()
+
+
+class LeanAdam(_StepHooks, torch.optim.Adam):
     def __init__(self, params: Iterable[Any], **kwargs: Any) -> None:
         try:
             super().__init__(params, fused=True, **kwargs)
@@ -95,17 +125,6 @@ class LeanAdam(torch.optim.Adam):
         self._cache = cache
         return True
 
-    def hooked(self) -> bool:
-        """Whether any optimizer step hook (this optimizer's or a global one) is registered."""
-        from torch.optim import optimizer as stock
-
-        return bool(
-            self._optimizer_step_pre_hooks
-            or self._optimizer_step_post_hooks
-            or stock._global_optimizer_pre_hooks
-            or stock._global_optimizer_post_hooks
-        )
-
     def update(self) -> None:
         """One Adam step, as `step()` but without hooks or the profiler label (see above)."""
         if not self._lean_ok or (self._cache is None and not self._build_cache()):
@@ -152,20 +171,25 @@ class LeanAdam(torch.optim.Adam):
                 p.grad = None
 
 
-def make_optimizer(model: nn.Module, config: Any) -> LeanAdam | None:
-    """Adam with L2 weight decay on weight matrices only (as Keras kernel_regularizer), the
-    fused kernel called through `LeanAdam` (one param group when there is no decay, so one
-    kernel launch per step); None for a model with nothing to train by gradient."""
+TrainerOptimizer = LeanAdam | MomentumSGD
+
+
+def make_optimizer(model: nn.Module, config: Any) -> TrainerOptimizer | None:
+    """``config.optimizer`` with L2 weight decay on weight matrices only (as Keras
+    kernel_regularizer): Adam's fused kernel through `LeanAdam` (one param group when there
+    is no decay, so one kernel launch per step) or `MomentumSGD`; None for a model with
+    nothing to train by gradient."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         return None
+    groups: list[Any] = params
+    if config.weight_decay != 0:
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": config.weight_decay}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+    if getattr(config, "optimizer", "adam") == "sgd":
+        return MomentumSGD(groups, lr=config.lr, momentum=config.sgd_momentum)
     eps = config.eps if config.eps is not None else 1e-7  # an unresolved config: Keras'
-    kwargs = dict(lr=config.lr, betas=config.betas, eps=eps)
-    if config.weight_decay == 0:
-        return LeanAdam(params, **kwargs)
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return LeanAdam(groups, **kwargs)
+    return LeanAdam(groups, lr=config.lr, betas=config.betas, eps=eps)

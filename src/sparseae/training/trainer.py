@@ -34,7 +34,7 @@ from sparseae.training.config import RESUMABLE_CHANGES, TrainConfig
 from sparseae.training.evaluate import evaluate
 from sparseae.training.guard import DivergenceGuard, collapsed, fingerprint, resume_differences
 from sparseae.training.inputs import make_source
-from sparseae.training.optim import LeanAdam, make_optimizer
+from sparseae.training.optim import TrainerOptimizer, make_optimizer
 from sparseae.training.run_folder import RunFolder
 from sparseae.training.schedules import lr_factor
 from sparseae.training.step import EpochSums, TrainStep, compiled_step
@@ -78,7 +78,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.global_step = 0
         self.step_in_epoch = 0
-        self.optimizer: LeanAdam | None = None
+        self.optimizer: TrainerOptimizer | None = None
         self.train_seconds = 0.0
         self.resumed_at: int | None = None  # global step a resumed run continued from
         self.rank, self.world_size = 0, 1
@@ -181,6 +181,9 @@ class Trainer:
         self.model.to(self.device)
         if self.config.b_dec_init not in (None, "none"):
             dictionary.init_decoder_bias(self.model, sample, self.config.b_dec_init)
+        if self.config.atom_init == "data":
+            norm = self.config.atom_init_norm
+            dictionary.init_atoms_from_data(self.model, sample, generator, norm)
 
     def _build_step(self) -> None:
         cfg, world = self.config, self.world_size

@@ -111,7 +111,7 @@ class SAEFusedStep(OwnedGradients):
                 support = aux.support(pre)
                 terms["aux"] = x.new_zeros(())
                 if support is not None:
-                    dead = code_entries(*support, pre, self.model)
+                    dead = code_entries(*support, pre, self.model, self._aux_dtype())
                     terms["aux"], grad_dead = self._aux_grads(target, x_hat, dead, w_dec, aux)
                     loss = loss + aux.weight * terms["aux"]
                     grads.append((dead, grad_dead))
@@ -119,6 +119,10 @@ class SAEFusedStep(OwnedGradients):
             as_code = kernels.to_coo if self.model.training else kernels.to_dense
             code = as_code(main.rows, main.cols, main.values, batch, n)
         return StepOutput(loss, terms, code, pre, x_hat, None if self.split is None else target)
+
+    def _aux_dtype(self) -> torch.dtype | None:
+        """bf16 for AuxK's dense block under the bf16 screen (see `entries`), else None."""
+        return torch.bfloat16 if getattr(self.model, "screen", None) is not None else None
 
     def _decode_and_grads(
         self, target: Tensor, e: CodeEntries, w_dec: Tensor
