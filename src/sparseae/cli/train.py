@@ -68,7 +68,7 @@ def add_parser(sub: Any, name: str = "train", model: str = "autoencoder") -> Non
         action="store_true",
         help="sae with --sparsity topk: choose each row's support from a bf16 encoder product "
         "and recompute the kept values in fp32 (the fp32 step's support and values; a "
-        "1.4-1.8x faster step at 16,384-65,536 latents, 1.1x at batch 1,024 with AuxK, "
+        "1.3-1.7x faster step at 16,384-65,536 latents, with or without AuxK, "
         "where bf16 products are fast: AVX512-BF16 or AMX CPUs, GPUs; slower elsewhere)",
     )
     g.add_argument(

@@ -18,7 +18,8 @@ a value) are much smaller than the gap between a row's k-th and (k + margin)-th 
 
 The step then trains on what the fp32 step does: the same support (where the check holds)
 and the same values. What differs: ``pre`` outside the candidates holds screened values
-(AuxK picks and values its dead latents from them), and the check is statistical, not a
+(AuxK picks and values its dead latents from them, and the fused step runs AuxK's dense
+dead-latent block in bf16, `entries.BlockEntries`), and the check is statistical, not a
 proof: a left-out latent whose input-rounding error is more than ``slack`` times the
 batch's largest observed one could be missed. tests/test_sae_screen.py compares supports with fp32.
 """
