@@ -112,12 +112,17 @@ def test_sgd_and_atom_init_errors_are_one_clear_line(capsys, tmp_path):
     from tests.test_cli import run_cli
 
     argv = ["train", "--dataset", "digits", "--n-latents", "32", "--epochs", "1", "--no-progress"]
-    code, _, err = run_cli(capsys, *argv, "--optimizer", "sgd", "--sgd-momentum", "0.5",
+    paper = ["--tied", "--code-activation", "linear", "--output-activation", "linear",
+             "--sparsity", "topk", "--k", "4", "--alpha", "3", "--relu", "false"]  # fmt: skip
+    code, _, err = run_cli(capsys, *argv, *paper, "--optimizer", "sgd", "--sgd-momentum", "0.5",
                            "--lr", "0.05", "--atom-init", "data", "--b-dec-init", "mean",
                            "--out", str(tmp_path / "ok"))  # fmt: skip
     assert code == 0, err
-    saved = json.loads((tmp_path / "ok" / "config.json").read_text())["train"]
-    assert saved["optimizer"] == "sgd" and saved["sgd_momentum"] == 0.5
-    assert saved["atom_init"] == "data"
+    saved = json.loads((tmp_path / "ok" / "config.json").read_text())
+    assert saved["train"]["optimizer"] == "sgd" and saved["train"]["sgd_momentum"] == 0.5
+    assert saved["train"]["atom_init"] == "data"
+    assert saved["model"]["sparsity_params"]["relu"] is False and saved["model"]["tied"]
+    code, _, err = run_cli(capsys, *argv, "--relu", "maybe", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "expected true or false" in err
     code, _, err = run_cli(capsys, *argv, "--sgd-momentum", "1.5", "--out", str(tmp_path / "bad"))
     assert code == 2 and "--sgd-momentum" in err and "[0, 1)" in err

@@ -34,6 +34,13 @@ unit_interval_open = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 finite_float = _number(float, lambda v: True, "a finite number")
 
 
+def true_or_false(text: str) -> bool:
+    """'true' / 'false' (any case), as JSON and the configs spell them."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def int_list(text: str) -> tuple[int, ...]:
     """'100,300' -> (100, 300); an empty item ('100,,300') is a typo, not a skip."""
     try:
@@ -248,6 +255,11 @@ SPARSITY_FLAGS: dict[str, tuple[Any, str]] = {
         "topk/batchtopk: active latents per input (default 32; sparse coding: its target L0)",
     ),
     "alpha": (finite_float, "topk: inference keeps alpha*k latents (Makhzani & Frey; default 1)"),
+    "relu": (
+        true_or_false,
+        "topk: true clamps kept values at 0 (default); false keeps them signed, the k-sparse "
+        "paper's linear code",
+    ),
     "weight": (
         nonnegative_float,
         "l1/kl/jumprelu penalty weight (l1 1e-3, kl 0.1, jumprelu 1e-3); see --penalty-scale",
