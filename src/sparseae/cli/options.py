@@ -389,7 +389,7 @@ def _backbone_shape(args: argparse.Namespace, input_shape: Any) -> tuple[tuple, 
 
 
 def add_train_options(parser: argparse.ArgumentParser) -> None:
-    from sparseae.training.config import ATOM_INITS, B_DEC_INITS, LR_SCHEDULES, OPTIMIZERS
+    from sparseae.training.config import LR_SCHEDULES, OPTIMIZERS
 
     g = parser.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=10, help="default: 10")
@@ -442,6 +442,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="do not stop a run whose codes are all zero (every latent dead) after an epoch",
     )
+    _add_dictionary_options(parser)
+
+
+def _add_dictionary_options(parser: argparse.ArgumentParser) -> None:
+    from sparseae.training.config import ATOM_INITS, B_DEC_INITS
+
     d = parser.add_argument_group(
         "dictionary training (models with a linear dictionary: sae, one-layer mlp autoencoders)"
     )
