@@ -3,15 +3,24 @@ at inference; logistic regression on the 60,000 training codes, error on the 10,
 images, next to scikit-learn's logistic regression on raw pixels (and, with ``--pca``, on PCA
 features) fitted in the same run. The paper reports 1.35% error without fine-tuning.
 
-Recipe (`RECIPE`): sparseae's dictionary `SAE` (sparse TopK kernels, untied encoder started
-as the decoder's transpose, unit-norm atoms, decoder bias at the geometric median), ReLU code,
-k moved down from 100 to 25 over the first epochs (the paper's schedule against dead units),
-AuxK on latents silent for 20,000 samples, Adam with a cosine learning-rate decay. The probe
-is multinomial logistic regression on the unstandardised sparse codes, its L2 strength
-chosen on the last sixth of the training images (never on test labels), then refit on all 60,000.
+Two recipes (`RECIPES`), both through `sparseae.fit`:
+
+- ``tied`` (the paper's model): a one-layer `Autoencoder` with tied weights and a linear
+  k-sparse code (kept values may be negative), linear output, MSE; SGD with momentum 0.9;
+  atoms started at centred training images (``atom_init='data'``, norm 0.3, decoder bias at
+  the mean), k moved down from 100 to 25 over the first half of the epochs (the paper's
+  schedule), dead latents (silent for an epoch) resampled every epoch.
+- ``sae``: sparseae's dictionary `SAE` (sparse TopK kernels, untied encoder started as the
+  decoder's transpose, unit-norm atoms, decoder bias at the geometric median), ReLU code, k
+  from 100 to 25 over 5 epochs, AuxK on latents silent for 20,000 samples, Adam with a
+  cosine learning-rate decay.
+
+The probe is multinomial logistic regression on the unstandardised sparse codes, its L2
+strength chosen on the last sixth of the training images (never on test labels), then refit
+on all 60,000.
 
 One command: ``python benchmarks/linear_probe_mnist.py`` (``--quick``: 10,000 images, 2
-epochs, 1 seed, a smoke run).
+epochs, 1 seed, a smoke run; ``--recipes tied`` runs one recipe).
 """
 
 from __future__ import annotations
@@ -33,39 +42,75 @@ from sparseae.data import find_shared_data_dir, load_dataset
 PAPER_ERROR = 1.35
 N_LATENTS, K = 1000, 25
 CS = (0.3, 1.0, 3.0)  # candidate inverse L2 strengths of the probe
-#: training settings of the SAE (TrainConfig fields); epochs come from --epochs
-RECIPE: dict[str, Any] = {
-    "batch_size": 256,
-    "lr": 1e-3,
-    "lr_schedule": "cosine",
-    "sparsity_warmup": 1170,  # steps: 5 epochs of 60,000 at batch 256
-    "k_start": 100,
-    "dead_after": 20_000,
-    "aux_k": 64,
-    "num_threads": 1,
+#: each recipe: the model's settings and its TrainConfig fields (epochs from --epochs; a
+#: ``sparsity_warmup`` of None is half the run's steps, the paper's schedule)
+RECIPES: dict[str, dict[str, Any]] = {
+    "tied": {
+        "label": "tied k-sparse AE (the paper's model), SGD",
+        "model": {
+            "kind": "autoencoder",
+            "tied": True,
+            "code_activation": "linear",
+            "output_activation": "linear",
+            "loss": "mse",
+            "relu": False,
+        },  # fmt: skip
+        "train": {
+            "batch_size": 128,
+            "optimizer": "sgd",
+            "lr": 7.84,  # on the MSE averaged over pixels: 0.01 on the error summed over them
+            "sgd_momentum": 0.9,
+            "sparsity_warmup": None,
+            "k_start": 100,
+            "atom_init": "data",
+            "atom_init_norm": 0.3,
+            "b_dec_init": "mean",
+            "dead_after": 60_000,
+            "resample_every": 469,  # an epoch at batch 128
+            "num_threads": 1,
+        },
+    },
+    "sae": {
+        "label": "dictionary SAE (untied, ReLU code), Adam",
+        "model": {"kind": "sae", "code_activation": "relu", "relu": True},
+        "train": {
+            "batch_size": 256,
+            "lr": 1e-3,
+            "lr_schedule": "cosine",
+            "sparsity_warmup": 1170,  # steps: 5 epochs of 60,000 at batch 256
+            "k_start": 100,
+            "dead_after": 20_000,
+            "aux_k": 64,
+            "num_threads": 1,
+        },
+    },
 }
 
 
-def train_ksparse(x: np.ndarray, epochs: int, alpha: float, seed: int) -> dict[str, Any]:
-    """One k-sparse SAE and its training cost: CPU seconds (all threads) and wall seconds."""
+def build_model(recipe: dict[str, Any], d_in: int, alpha: float) -> Any:
+    """The recipe's k-sparse model: 1,000 latents, k = 25, alpha*k kept at inference."""
+    spec = dict(recipe["model"])
+    kind, relu = spec.pop("kind"), spec.pop("relu")
+    params = {"k": K, "alpha": alpha, "relu": relu}
+    cls = sparseae.Autoencoder if kind == "autoencoder" else sparseae.SAE
+    return cls(d_in=d_in, n_latents=N_LATENTS, sparsity="topk", sparsity_params=params, **spec)
+
+
+def train_ksparse(x: np.ndarray, recipe: dict, epochs: int, alpha: float, seed: int) -> dict:
+    """One k-sparse model and its training cost: CPU seconds (all threads) and wall seconds."""
     torch.manual_seed(seed)
-    model = sparseae.SAE(
-        d_in=x.shape[1],
-        n_latents=N_LATENTS,
-        code_activation="relu",
-        sparsity="topk",
-        sparsity_params={"k": K, "alpha": alpha, "relu": True},
-    )
-    warmup = min(RECIPE["sparsity_warmup"], max(1, epochs * len(x) // RECIPE["batch_size"] // 2))
-    config = sparseae.TrainConfig(**{**RECIPE, "sparsity_warmup": warmup}, epochs=epochs, seed=seed)
+    model = build_model(recipe, x.shape[1], alpha)
+    train = dict(recipe["train"])
+    half = max(1, epochs * len(x) // train["batch_size"] // 2)
+    warmup = min(train["sparsity_warmup"] or half, half)  # shorter in a --quick run
+    config = sparseae.TrainConfig(**{**train, "sparsity_warmup": warmup}, epochs=epochs, seed=seed)
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    history = sparseae.fit(model, x, config=config, progress=False)
+    sparseae.fit(model, x, config=config, progress=False)
     return {
         "model": model,
         "cpu_s": time.process_time() - cpu0,
         "wall_s": time.perf_counter() - wall0,
-        "dead_tracked": history.last.get("dead_tracked"),
-        "warmup_steps": warmup,  # shorter than RECIPE's in a --quick run
+        "warmup_steps": warmup,
     }
 
 
@@ -74,13 +119,14 @@ def never_fire(codes: np.ndarray) -> int:
     return int(((codes != 0).sum(0) == 0).sum())
 
 
-def seed_run(data: Any, epochs: int, alpha: float, seed: int, standardised: bool) -> dict:
+def seed_run(data: Any, name: str, args: Any, seed: int, standardised: bool) -> dict:
     """Train, encode, probe (and, if asked, the standardised probe beside) for one seed."""
-    run = train_ksparse(data.train.x, epochs, alpha, seed)
+    run = train_ksparse(data.train.x, RECIPES[name], args.epochs, args.alpha, seed)
     model = run.pop("model")
     ctr, cte = encode(model, data.train.x), encode(model, data.test.x)
     probe = linear_probe(ctr, data.train.y, cte, data.test.y, Cs=CS)
     run |= {
+        "recipe": name,
         "seed": seed,
         "test_error": 100 * (1 - probe.accuracy),
         "probe": probe_record(probe),
@@ -93,7 +139,7 @@ def seed_run(data: Any, epochs: int, alpha: float, seed: int, standardised: bool
         )
         run["standardised"] = probe_record(std) | {"test_error": 100 * (1 - std.accuracy)}
     print(
-        f"seed {seed}: error {run['test_error']:.2f}%, SAE {run['cpu_s']:.0f} CPU-s "
+        f"{name} seed {seed}: error {run['test_error']:.2f}%, {run['cpu_s']:.0f} CPU-s "
         f"({run['wall_s']:.0f} s wall), {run['dead_at_inference']} latents never fire, "
         f"probe C {probe.C:g} ({probe.cpu_seconds:.0f} CPU-s)",
         flush=True,
@@ -134,26 +180,32 @@ def summary(values: list[float]) -> tuple[float, str]:
     return statistics.median(values), f"{min(values):.2f} to {max(values):.2f}"
 
 
-def table(runs: list[dict], peer_rows: list[dict], alpha_k: int) -> str:
-    """The SAE row over seeds, the standardised probe, the peers and the paper's figure."""
+def recipe_row(name: str, runs: list[dict]) -> dict[str, Any]:
+    """One recipe's row: median and range over its seeds."""
     err_med, err_rng = summary([r["test_error"] for r in runs])
-    rows = [
-        {
-            "features": f"k-sparse SAE codes ({N_LATENTS} latents, k={K}, alpha*k={alpha_k})",
-            "test error % (median)": err_med,
-            "range": err_rng,
-            "latents never firing": "/".join(str(r["dead_at_inference"]) for r in runs),
-            "train CPU-s": statistics.median(r["cpu_s"] for r in runs),
-            "train wall s": statistics.median(r["wall_s"] for r in runs),
-            "probe CPU-s": statistics.median(r["probe"]["cpu_s"] for r in runs),
-        }
-    ]
+    return {
+        "features": f"{RECIPES[name]['label']}: {N_LATENTS} latents, k={K}, "
+        f"alpha*k={runs[0]['inference_k']}",
+        "test error % (median)": err_med,
+        "range": err_rng,
+        "latents never firing": "/".join(str(r["dead_at_inference"]) for r in runs),
+        "train CPU-s": statistics.median(r["cpu_s"] for r in runs),
+        "train wall s": statistics.median(r["wall_s"] for r in runs),
+        "probe CPU-s": statistics.median(r["probe"]["cpu_s"] for r in runs),
+        "probe C": "/".join(f"{r['probe']['C']:g}" for r in runs),
+    }
+
+
+def table(runs: list[dict], peer_rows: list[dict]) -> str:
+    """A row per recipe over seeds, the standardised probe, the peers and the paper's figure."""
+    names = list(dict.fromkeys(r["recipe"] for r in runs))
+    rows = [recipe_row(n, [r for r in runs if r["recipe"] == n]) for n in names]
     for r in runs:
         if "standardised" in r:
             rows.append(
                 {
-                    "features": f"seed {r['seed']}'s codes, standardised probe (C = 0.1, "
-                    "tol 1e-4, 300 iterations)",
+                    "features": f"{r['recipe']} seed {r['seed']}'s codes, standardised probe "
+                    "(C = 0.1, tol 1e-4, 300 iterations)",
                     "test error % (median)": r["standardised"]["test_error"],
                     "probe CPU-s": r["standardised"]["cpu_s"],
                 }
@@ -169,7 +221,7 @@ def table(runs: list[dict], peer_rows: list[dict], alpha_k: int) -> str:
         )
     rows.append({"features": "Makhzani & Frey 2013 (paper)", "test error % (median)": PAPER_ERROR})
     columns = ["features", "test error % (median)", "range", "latents never firing"]
-    return md_table(rows, columns + ["train CPU-s", "train wall s", "probe CPU-s"])
+    return md_table(rows, columns + ["train CPU-s", "train wall s", "probe CPU-s", "probe C"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--alpha", type=float, default=3.0)
+    ap.add_argument("--recipes", default="tied,sae", help="comma-separated: tied, sae")
     ap.add_argument("--pca", type=int, default=0, help="PCA components of a peer row (0: none)")
     ap.add_argument(
         "--standardised", action="store_true", help="also probe seed 0's standardised codes"
@@ -187,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv  # the command line, for the report
     torch.set_num_threads(1)
-    epochs, seeds = (2, 1) if args.quick else (args.epochs, args.seeds)
+    if args.quick:
+        args.epochs, args.seeds = 2, 1
+    names = [n for n in args.recipes.split(",") if n]
+    if not names or any(n not in RECIPES for n in names):
+        ap.error(f"--recipes takes a comma-separated list of {', '.join(RECIPES)}")
     data = load_dataset(
         "mnist",
         data_dir=args.data_dir or find_shared_data_dir(),
@@ -195,40 +252,38 @@ def main(argv: list[str] | None = None) -> int:
         limit=10_000 if args.quick else None,
     )
     t0 = time.perf_counter()
-    runs = [
-        seed_run(data, epochs, args.alpha, s, s == 0 and args.standardised) for s in range(seeds)
-    ]
+    runs = [seed_run(data, name, args, s, s == 0 and name == names[0] and args.standardised)
+            for name in names for s in range(args.seeds)]  # fmt: skip
     peer_rows = peers(data, args.pca)
-    text = report(args, runs, peer_rows, epochs, len(data.train.x), time.perf_counter() - t0)
+    text = report(args, runs, peer_rows, len(data.train.x), time.perf_counter() - t0)
     print(text)
     peers_json = [{k: v for k, v in p.items() if k != "probe"} | {"probe": probe_record(p["probe"])}
                   for p in peer_rows]  # fmt: skip
-    payload = {"recipe": RECIPE, "epochs": epochs, "runs": runs, "peers": peers_json}
+    recipes = {n: RECIPES[n] for n in names}
+    payload = {"recipes": recipes, "epochs": args.epochs, "runs": runs, "peers": peers_json}
     write_results("linear_probe_mnist", text, payload, args.quick)
     return 0
 
 
-def report(
-    args: Any, runs: list[dict], peer_rows: list[dict], epochs: int, n: int, s: float
-) -> str:
-    """The markdown report: the command as typed, the recipe, the probe, the table."""
+def report(args: Any, runs: list[dict], peer_rows: list[dict], n: int, s: float) -> str:
+    """The markdown report: the command as typed, the recipes, the probe, the table."""
     flags = "".join(f" {a}" for a in args.argv)
-    r = RECIPE
+    recipes = "".join(
+        f"- `{r['recipe']}`: {RECIPES[r['recipe']]['label']}; {r['warmup_steps']} steps of "
+        f"k warm-up; model {RECIPES[r['recipe']]['model']}; training "
+        f"{ {k: v for k, v in RECIPES[r['recipe']]['train'].items() if k != 'sparsity_warmup'} }"
+        "\n" for r in runs if r["seed"] == 0
+    )  # fmt: skip
     return (
         "# Linear probe on k-sparse AE features, MNIST\n\n"
         f"Command: `python benchmarks/linear_probe_mnist.py{flags}`; {n} training images, "
-        f"{len(runs)} seed(s); {time.strftime('%Y-%m-%d')}, {s:.0f} s wall in all on a shared "
-        "2-core machine (CPU seconds by `time.process_time`, all threads; wall times there "
-        "depend on the other jobs).\n\n"
-        f"SAE: sparseae `SAE` {N_LATENTS} latents, ReLU code, TopK k = {K} "
-        f"(alpha*k = {runs[0]['inference_k']} at inference), k from {r['k_start']} down to {K} "
-        f"over {runs[0]['warmup_steps']} steps, AuxK {r['aux_k']} over latents silent for "
-        f"{r['dead_after']} samples, unit-norm atoms, b_dec at the geometric median; {epochs} "
-        f"epochs of Adam (lr {r['lr']:g}, {r['lr_schedule']} decay, batch {r['batch_size']}), "
-        "1 thread.\n\n"
-        f"Probe: {runs[0]['probe']['settings']}; refit on all training codes; the peers use the "
-        "same probe function on their features.\n\n"
-        + table(runs, peer_rows, runs[0]["inference_k"])
+        f"{args.seeds} seed(s) per recipe, {args.epochs} epochs; {time.strftime('%Y-%m-%d')}, "
+        f"{s:.0f} s wall in all on a shared 2-core machine (CPU seconds by "
+        "`time.process_time`, all threads; wall times there depend on the other jobs).\n\n"
+        f"Recipes (`RECIPES` in the script, through `sparseae.fit`):\n{recipes}\n"
+        f"Probe (first run's; each run's C in the table): {runs[0]['probe']['settings']}; refit "
+        "on all training codes; the peers use the same probe function on their features.\n\n"
+        + table(runs, peer_rows)
     )
 
 
