@@ -134,12 +134,11 @@ def init_atoms_from_data(
             f"start the atoms from, got {tuple(x.shape)}: use atom_init='model'"
         )
     pick = torch.randperm(x.shape[0], generator=generator)[: atoms.shape[0]]
-    bias = 0.0 if dec.bias is None else dec.bias.detach().cpu()
-    d = x[pick] - bias
+    d = x[pick] - (0.0 if dec.bias is None else dec.bias.detach().to(x.device))
     d = d / d.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    rows = [(dec, atoms)] + ([] if enc is None else [(enc, enc.rows(enc.weight))])
-    norms = [r.norm(dim=1, keepdim=True) if norm is None else norm for _, r in rows]
-    for (_, r), n in zip(rows, norms, strict=True):
+    rows = [atoms] + ([] if enc is None else [enc.rows(enc.weight)])
+    norms = [r.norm(dim=1, keepdim=True) if norm is None else norm for r in rows]
+    for r, n in zip(rows, norms, strict=True):  # norms first: a tied model's are one tensor
         r.copy_(d.to(r.device) * n)
 
 

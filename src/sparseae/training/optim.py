@@ -189,7 +189,7 @@ def make_optimizer(model: nn.Module, config: Any) -> TrainerOptimizer | None:
         groups = [{"params": decay, "weight_decay": config.weight_decay}]
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0})
-    if getattr(config, "optimizer", "adam") == "sgd":
+    if config.optimizer == "sgd":
         return MomentumSGD(groups, lr=config.lr, momentum=config.sgd_momentum)
     eps = config.eps if config.eps is not None else 1e-7  # an unresolved config: Keras'
     return LeanAdam(groups, lr=config.lr, betas=config.betas, eps=eps)

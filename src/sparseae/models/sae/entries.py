@@ -98,10 +98,18 @@ class BlockEntries(CodeEntries):
         self.width = pre.shape[1] if columns is None else columns.numel()
         self.dtype = product_dtype or pre.dtype  # the products' operand type
         self._atoms: Tensor | None = None
+        self._value_block: Tensor | None = None
 
     def block(self, values: Tensor) -> Tensor:
+        """(batch x width) dense block of ``values`` at the entries; the code values' block
+        (read by the decode and by W_dec's gradient) is built once."""
+        if values is self.values and self._value_block is not None:
+            return self._value_block
         h = torch.zeros(self.batch, self.width, dtype=self.dtype, device=values.device)
-        return h.index_put_((self.rows, self.local), values.to(self.dtype))
+        h.index_put_((self.rows, self.local), values.to(self.dtype))
+        if values is self.values:
+            self._value_block = h
+        return h
 
     def atoms(self, w_dec: Tensor) -> Tensor:
         if self._atoms is None:
