@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--alpha", type=float, default=3.0)
     ap.add_argument("--recipes", default="tied,sae", help="comma-separated: tied, sae")
     ap.add_argument("--pca", type=int, default=0, help="PCA components of a peer row (0: none)")
