@@ -126,3 +126,39 @@ def test_sgd_and_atom_init_errors_are_one_clear_line(capsys, tmp_path):
     assert code == 2 and "expected true or false" in err
     code, _, err = run_cli(capsys, *argv, "--sgd-momentum", "1.5", "--out", str(tmp_path / "bad"))
     assert code == 2 and "--sgd-momentum" in err and "[0, 1)" in err
+
+
+def test_resample_scale_sets_the_norm_a_resampled_tied_atom_restarts_at(capsys, tmp_path):
+    from sparseae.training.dictionary import ResampleDeadLatents, resample_latents
+    from tests.test_cli import run_cli
+
+    x, _ = digits(256)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    for scale in (0.05, 0.5):
+        model = _ksparse()
+        rows = model.encoder_atoms().rows(model.encoder_atoms().weight)
+        dead = torch.tensor([3, 40, 77])
+        alive = torch.ones(128, dtype=torch.bool)
+        alive[dead] = False
+        live_norm = float(rows[alive].detach().norm(dim=1).mean())
+        with torch.no_grad():
+            x_hat = model(xt)
+        resample_latents(model, xt, x_hat, dead, scale, optimizer=None)
+        # tied: the encoder row is the atom, so the atom itself restarts at that norm
+        after = model.decoder_atoms_or_raise().rows(model.decoder_atoms_or_raise().weight)
+        torch.testing.assert_close(after[dead].norm(dim=1), torch.full((3,), scale * live_norm))
+    cfg = sparseae.TrainConfig(epochs=1, dead_after=64, resample_every=4, resample_scale=0.05)
+    trainer = Trainer(_ksparse(), cfg, progress=False)
+    trainer.fit(x)
+    (resample,) = [cb for cb in trainer.callbacks if isinstance(cb, ResampleDeadLatents)]
+    assert resample.enc_scale == 0.05
+    with pytest.raises(ConfigError, match="resample_scale"):
+        sparseae.TrainConfig(resample_scale=0.0)
+    argv = ["train", "--dataset", "digits", "--n-latents", "32", "--epochs", "1", "--no-progress",
+            "--dead-after", "64", "--resample-every", "4"]  # fmt: skip
+    code, _, err = run_cli(capsys, *argv, "--resample-scale", "0.3", "--out", str(tmp_path / "ok"))
+    assert code == 0, err
+    saved = json.loads((tmp_path / "ok" / "config.json").read_text())
+    assert saved["train"]["resample_scale"] == 0.3
+    code, _, err = run_cli(capsys, *argv, "--resample-scale", "0", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "--resample-scale" in err

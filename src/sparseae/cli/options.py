@@ -502,6 +502,12 @@ def _add_dictionary_options(parser: argparse.ArgumentParser) -> None:
         help="re-initialise dead latents every N steps (0: off)",
     )
     d.add_argument(
+        "--resample-scale",
+        type=positive_float,
+        default=0.2,
+        help="a resampled latent's encoder row norm, as a fraction of the live rows' mean (0.2)",
+    )
+    d.add_argument(
         "--sparsity-warmup",
         type=nonnegative_int,
         default=0,
@@ -536,6 +542,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         aux_k=args.aux_k,
         aux_weight=args.aux_weight,
         resample_every=args.resample_every,
+        resample_scale=args.resample_scale,
         sparsity_warmup=args.sparsity_warmup,
         k_start=args.k_start,
         diverge_factor=args.diverge_factor,

@@ -32,7 +32,9 @@ class TrainConfig(Config):
     ``dead_after`` counts a latent dead after that many training samples without firing
     (0: no tracking); ``aux_k`` > 0 adds Gao et al.'s AuxK loss over the dead latents,
     weight ``aux_weight``; ``resample_every`` > 0 re-initialises dead latents every that
-    many steps; ``sparsity_warmup`` > 0 moves k down from ``k_start`` (default 4k), or a
+    many steps, their encoder rows at ``resample_scale`` of the live rows' mean norm (on a
+    tied model that row is the atom, and the scale matters: benchmarks/README.md's k-sparse
+    runs); ``sparsity_warmup`` > 0 moves k down from ``k_start`` (default 4k), or a
     penalty weight up from 0, linearly over that many steps.
 
     Resuming refuses a changed setting unless it is named in ``allow_changes`` and is one of
@@ -70,6 +72,7 @@ class TrainConfig(Config):
     aux_k: int = 0
     aux_weight: float = 1.0 / 32
     resample_every: int = 0
+    resample_scale: float = 0.2
     sparsity_warmup: int = 0
     k_start: int | None = None
     # divergence and collapse: a loss above diverge_factor x the first step's loss stops the
@@ -102,6 +105,7 @@ class TrainConfig(Config):
         "aux_k": Range(int, 0),
         "aux_weight": Range(float, 0),
         "resample_every": Range(int, 0),
+        "resample_scale": Range(float, 0, low_open=True),
         "sparsity_warmup": Range(int, 0),
         "k_start": Optional(Range(int, 1)),
         "diverge_factor": Optional(Range(float, 1, low_open=True)),

@@ -286,9 +286,9 @@ class ResampleDeadLatents(Callback):
     batch input drawn with probability ~ its squared error, and as encoder row the same
     direction scaled to ``enc_scale`` of the mean alive norm; their optimizer state (Adam's
     moments, SGD's momentum) restarts. On a tied model the encoder row is the atom, so the
-    atom ends at ``enc_scale`` of the live norm: on the k-sparse MNIST recipe 0.2 beat 0.05,
-    0.1, 0.3 and 1.0 (below 0.1 a resampled atom is too small to win a top-k slot and dies
-    again; benchmarks/README.md)."""
+    atom ends at ``enc_scale`` of the live norm (``TrainConfig.resample_scale``): on the
+    k-sparse MNIST recipe 0.2 beat 0.05, 0.1, 0.3 and 1.0 (below 0.1 a resampled atom is too
+    small to win a top-k slot and dies again; benchmarks/README.md)."""
 
     def __init__(self, dead: DeadLatents, every: int, enc_scale: float = 0.2) -> None:
         self.dead, self.every, self.enc_scale = dead, every, enc_scale
@@ -407,5 +407,7 @@ def tricks_for(config: TrainConfig, model: Any) -> tuple[list[Callback], AuxK | 
             model.decoder_atoms_or_raise()
             aux = AuxK(dead, config.aux_k, config.aux_weight)
         if config.resample_every:
-            callbacks.append(ResampleDeadLatents(dead, config.resample_every))
+            callbacks.append(
+                ResampleDeadLatents(dead, config.resample_every, config.resample_scale)
+            )
     return callbacks, aux
