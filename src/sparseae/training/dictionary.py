@@ -287,8 +287,8 @@ class ResampleDeadLatents(Callback):
     direction scaled to ``enc_scale`` of the mean alive norm; their optimizer state (Adam's
     moments, SGD's momentum) restarts. On a tied model the encoder row is the atom, so the
     atom ends at ``enc_scale`` of the live norm (``TrainConfig.resample_scale``): on the
-    k-sparse MNIST recipe 0.2 beat 0.05, 0.1, 0.3 and 1.0 (below 0.1 a resampled atom is too
-    small to win a top-k slot and dies again; benchmarks/README.md)."""
+    k-sparse MNIST recipe 0.2 beat 0.05-0.15 and 0.25-1.0 (at 0.15 and below a resampled atom
+    is often too small to win a top-k slot and dies again; benchmarks/README.md)."""
 
     def __init__(self, dead: DeadLatents, every: int, enc_scale: float = 0.2) -> None:
         self.dead, self.every, self.enc_scale = dead, every, enc_scale
