@@ -162,3 +162,24 @@ def test_resample_scale_sets_the_norm_a_resampled_tied_atom_restarts_at(capsys, 
     assert saved["train"]["resample_scale"] == 0.3
     code, _, err = run_cli(capsys, *argv, "--resample-scale", "0", "--out", str(tmp_path / "bad"))
     assert code == 2 and "--resample-scale" in err
+
+
+def test_a_run_saved_before_a_setting_existed_resumes(tmp_path):
+    """A checkpoint written before ``resample_scale`` / ``optimizer`` / ``atom_init`` were
+    settings lacks them; their defaults are what that run did, so resume must not refuse."""
+    from sparseae.training import state
+
+    x, _ = digits(256)
+    cfg = sparseae.TrainConfig(epochs=2, batch_size=64, dead_after=64, resample_every=4)
+    Trainer(_ksparse(), cfg.replace(epochs=1), checkpoint_dir=tmp_path, progress=False).fit(x)
+    path = tmp_path / state.TRAINER_STATE_FILE
+    tensors, info = state.read_state(path)
+    for name in ("resample_scale", "optimizer", "sgd_momentum", "atom_init", "atom_init_norm"):
+        del info["train_config"][name]
+    state.write_state(path, tensors, info)
+    more = {"resume": True, "allow_changes": ("epochs",)}
+    history = Trainer(_ksparse(), cfg, checkpoint_dir=tmp_path, progress=False).fit(x, **more)
+    assert [r["epoch"] for r in history.records] == [1, 2]
+    changed = cfg.replace(epochs=3, resample_scale=0.5)  # a real change is still refused
+    with pytest.raises(ConfigError, match=r"resample_scale: 0.2 -> 0.5"):
+        Trainer(_ksparse(), changed, checkpoint_dir=tmp_path, progress=False).fit(x, **more)

@@ -441,7 +441,9 @@ class Trainer:
             raise ConfigError(
                 f"{', '.join(bad)} cannot change on resume (only {', '.join(RESUMABLE_CHANGES)})"
             )
-        diffs = resume_differences(info.get("train_config", {}), self.config.to_dict(), allow)
+        # a setting added since the run was saved reads as its default, the run's behaviour
+        saved_train = {**TrainConfig().to_dict(), **info.get("train_config", {})}
+        diffs = resume_differences(saved_train, self.config.to_dict(), allow)
         saved_model = info.get("model")
         if saved_model is not None:
             current = {"kind": self.model.checkpoint_kind}
