@@ -165,8 +165,9 @@ def test_resample_scale_sets_the_norm_a_resampled_tied_atom_restarts_at(capsys, 
 
 
 def test_a_run_saved_before_a_setting_existed_resumes(tmp_path):
-    """A checkpoint written before ``resample_scale`` / ``optimizer`` / ``atom_init`` were
-    settings lacks them; their defaults are what that run did, so resume must not refuse."""
+    """A checkpoint written before ``resample_scale`` / ``optimizer`` / ``atom_init`` (or a
+    model setting) existed lacks them; their defaults are what that run did, so resume must
+    not refuse it."""
     from sparseae.training import state
 
     x, _ = digits(256)
@@ -176,6 +177,8 @@ def test_a_run_saved_before_a_setting_existed_resumes(tmp_path):
     tensors, info = state.read_state(path)
     for name in ("resample_scale", "optimizer", "sgd_momentum", "atom_init", "atom_init_norm"):
         del info["train_config"][name]
+    for name in ("corruption", "corruption_params"):  # the model's settings likewise
+        del info["model"]["config"][name]
     state.write_state(path, tensors, info)
     more = {"resume": True, "allow_changes": ("epochs",)}
     history = Trainer(_ksparse(), cfg, checkpoint_dir=tmp_path, progress=False).fit(x, **more)

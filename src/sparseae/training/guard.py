@@ -5,10 +5,12 @@
   the run.
 - `collapsed` tells a run whose codes are all zero (every latent dead, L0 = 0).
 - `resume_differences` lists what a resumed command changes against the saved run (its
-  training settings, the model, a fingerprint of the data)."""
+  training settings, the model, a fingerprint of the data); `with_defaults` first reads a
+  setting added since the run was saved as its default, which is what that run did."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from typing import Any
@@ -78,6 +80,20 @@ def resume_differences(
         if _norm(a) != _norm(b) and key not in allowed:
             out.append(f"{key}: {_short(a)} -> {_short(b)}")
     return out
+
+
+def with_defaults(saved: Any, config_type: type) -> Any:
+    """``saved`` with each field of the dataclass ``config_type`` it lacks at its default
+    (``saved`` as it is when it is no dict or the type no dataclass)."""
+    if not isinstance(saved, dict) or not dataclasses.is_dataclass(config_type):
+        return saved
+    out = {}
+    for f in dataclasses.fields(config_type):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return {**out, **saved}
 
 
 def _norm(v: Any) -> Any:

@@ -32,7 +32,13 @@ from sparseae.training import dictionary, distributed, state
 from sparseae.training.callbacks import Callback, History, overrides
 from sparseae.training.config import RESUMABLE_CHANGES, TrainConfig
 from sparseae.training.evaluate import evaluate
-from sparseae.training.guard import DivergenceGuard, collapsed, fingerprint, resume_differences
+from sparseae.training.guard import (
+    DivergenceGuard,
+    collapsed,
+    fingerprint,
+    resume_differences,
+    with_defaults,
+)
 from sparseae.training.inputs import make_source
 from sparseae.training.optim import TrainerOptimizer, make_optimizer
 from sparseae.training.run_folder import RunFolder
@@ -441,13 +447,17 @@ class Trainer:
             raise ConfigError(
                 f"{', '.join(bad)} cannot change on resume (only {', '.join(RESUMABLE_CHANGES)})"
             )
-        # a setting added since the run was saved reads as its default, the run's behaviour
-        saved_train = {**TrainConfig().to_dict(), **info.get("train_config", {})}
+        saved_train = with_defaults(info.get("train_config", {}), TrainConfig)
         diffs = resume_differences(saved_train, self.config.to_dict(), allow)
         saved_model = info.get("model")
         if saved_model is not None:
             current = {"kind": self.model.checkpoint_kind}
             current["config"] = checkpoint.model_config_dict(self.model)
+            config_type = type(self.model.config)
+            saved_model = {
+                **saved_model,
+                "config": with_defaults(saved_model.get("config"), config_type),
+            }
             diffs += [f"model {d}" for d in resume_differences(saved_model, current)]
         if info.get("data") and info["data"] != self._fingerprint:
             diffs.append(f"data: {info['data']} -> {self._fingerprint}")
