@@ -106,8 +106,8 @@ def train_ksparse(x: np.ndarray, recipe: dict, epochs: int, alpha: float, seed: 
     torch.manual_seed(seed)
     model = build_model(recipe, x.shape[1], alpha)
     train = dict(recipe["train"])
-    half = max(1, epochs * len(x) // train["batch_size"] // 2)
-    warmup = min(train["sparsity_warmup"] or half, half)  # shorter in a --quick run
+    steps = max(2, epochs * len(x) // train["batch_size"])
+    warmup = min(train["sparsity_warmup"] or steps // 2, steps)  # shorter in a --quick run
     config = sparseae.TrainConfig(**{**train, "sparsity_warmup": warmup}, epochs=epochs, seed=seed)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     sparseae.fit(model, x, config=config, progress=False)
