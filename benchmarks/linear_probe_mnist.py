@@ -29,6 +29,7 @@ and ``--set train.lr=11`` / ``--set model.tied=false`` changes one setting of th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -166,20 +167,23 @@ def validation_rows(n_train: int) -> int:
     return min(VALIDATION_ROWS, n_train // 6)
 
 
-def apply_overrides(pairs: list[str]) -> None:
-    """``--set train.lr=11``: each SECTION.FIELD=JSON (a bare word as a string) into every
-    recipe, so a one-change experiment is one command."""
+def apply_overrides(pairs: list[str], names: list[str]) -> None:
+    """``--set train.lr=11``: each SECTION.FIELD=JSON (a bare word as a string) into the
+    recipes that run, so a one-change experiment is one command."""
+    train_fields = {f.name for f in dataclasses.fields(sparseae.TrainConfig)}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         section, dot, field = key.partition(".")
         if not sep or not dot or section not in ("model", "train"):
             raise ValueError(f"--set takes model.FIELD=VALUE or train.FIELD=VALUE, got {pair!r}")
+        if section == "train" and field not in train_fields:
+            raise ValueError(f"--set {key}: TrainConfig has no field {field!r}")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
-        for recipe in RECIPES.values():
-            recipe[section][field] = value
+        for name in names:
+            RECIPES[name][section][field] = value
 
 
 def probe_record(p: ProbeResult) -> dict[str, Any]:
@@ -285,10 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
-    try:
-        apply_overrides(args.set)
-    except ValueError as exc:
-        ap.error(str(exc))
     args.argv = sys.argv[1:] if argv is None else argv  # the command line, for the report
     torch.set_num_threads(1)
     if args.quick:
@@ -296,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in args.recipes.split(",") if n]
     if not names or any(n not in RECIPES for n in names):
         ap.error(f"--recipes takes a comma-separated list of {', '.join(RECIPES)}")
+    try:
+        apply_overrides(args.set, names)
+    except ValueError as exc:
+        ap.error(str(exc))
     data = load_dataset(
         "mnist",
         data_dir=args.data_dir or find_shared_data_dir(),
