@@ -10,13 +10,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from sparseae.errors import ConfigError
 
 REF_STEPS = 1  # the first step's loss (before any update) is the starting value
 
@@ -83,17 +84,15 @@ def resume_differences(
 
 
 def with_defaults(saved: Any, config_type: type) -> Any:
-    """``saved`` with each field of the dataclass ``config_type`` it lacks at its default
-    (``saved`` as it is when it is no dict or the type no dataclass)."""
-    if not isinstance(saved, dict) or not dataclasses.is_dataclass(config_type):
+    """``saved`` read as checkpoints read a config (`Config.from_dict`: a field it lacks at
+    its default) and written back; as it is where it does not read, so that the comparison
+    names what differs."""
+    if not isinstance(saved, dict) or not hasattr(config_type, "from_dict"):
         return saved
-    out = {}
-    for f in dataclasses.fields(config_type):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-    return {**out, **saved}
+    try:
+        return config_type.from_dict(saved).to_dict()
+    except ConfigError:
+        return saved
 
 
 def _norm(v: Any) -> Any:
