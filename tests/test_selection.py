@@ -12,7 +12,9 @@ def _selected_values(a: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return a.gather(1, idx).sort(dim=1).values
 
 
-@pytest.mark.parametrize("rows,width,k", [(37, 4096, 32), (5, 16384, 100), (64, 2048, 8)])
+@pytest.mark.parametrize(
+    "rows,width,k", [(37, 4096, 32), (5, 16384, 100), (64, 2048, 8), (33, 1000, 25), (9, 2048, 30)]
+)
 def test_the_two_stage_top_k_keeps_the_same_values_as_torch_topk(rows, width, k):
     torch.manual_seed(0)
     a = torch.randn(rows, width)
@@ -44,6 +46,8 @@ def test_narrow_rows_and_unfitting_widths_fall_back_to_torch_topk():
     assert group_size(1024, 8) is None  # narrow
     assert group_size(4100, 8) is None  # no group size divides it
     assert group_size(4096, 512) is None  # too few groups for k
+    assert group_size(1000, 8) is None  # a small k below 2,048 latents: topk is faster
+    assert group_size(1000, 25) == 8 and group_size(1000, 40) is None  # 125 groups < 4k
     a = torch.randn(3, 1000)
     torch.testing.assert_close(
         _selected_values(a, topk_indices(a, 10)), a.topk(10, dim=1).values.sort(1).values

@@ -106,10 +106,13 @@ class Autoencoder(ModelBase):
         return self.backbone.encoder_atoms()
 
     def fused_step(self) -> Any:
-        """The hand-derived MLP step, where it is exact for this configuration."""
-        from sparseae.models.autoencoder.fused_mlp import FusedMLPStep, supports
+        """A hand-derived step where one is exact for this configuration: the sparse k-sparse
+        step for a one-layer top-k model, else the dense MLP step."""
+        from sparseae.models.autoencoder import fused_ksparse, fused_mlp
 
-        return FusedMLPStep(self) if supports(self, Autoencoder) is None else None
+        if fused_ksparse.supports(self, Autoencoder) is None:
+            return fused_ksparse.KSparseStep(self)
+        return fused_mlp.FusedMLPStep(self) if fused_mlp.supports(self, Autoencoder) is None else None
 
     def filters(self) -> Tensor | None:
         return self.backbone.filters()
