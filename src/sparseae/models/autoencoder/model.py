@@ -112,7 +112,9 @@ class Autoencoder(ModelBase):
 
         if fused_ksparse.supports(self, Autoencoder) is None:
             return fused_ksparse.KSparseStep(self)
-        return fused_mlp.FusedMLPStep(self) if fused_mlp.supports(self, Autoencoder) is None else None
+        if fused_mlp.supports(self, Autoencoder) is None:
+            return fused_mlp.FusedMLPStep(self)
+        return None
 
     def filters(self) -> Tensor | None:
         return self.backbone.filters()
