@@ -186,3 +186,36 @@ def test_a_run_saved_before_a_setting_existed_resumes(tmp_path):
     changed = cfg.replace(epochs=3, resample_scale=0.5)  # a real change is still refused
     with pytest.raises(ConfigError, match=r"resample_scale: 0.2 -> 0.5"):
         Trainer(_ksparse(), changed, checkpoint_dir=tmp_path, progress=False).fit(x, **more)
+
+
+def test_lr_decay_steps_take_the_lr_linearly_to_zero_over_the_last_steps(capsys, tmp_path):
+    from sparseae.training.callbacks import Callback
+    from sparseae.training.schedules import lr_factor
+    from tests.test_cli import run_cli
+
+    assert [lr_factor("constant", s, 10, 0, 4) for s in range(10)] == [
+        1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25
+    ]  # fmt: skip
+    assert lr_factor("cosine", 8, 10, 0, 4) == pytest.approx(lr_factor("cosine", 8, 10, 0) * 0.5)
+
+    class LrSeen(Callback):
+        def __init__(self) -> None:
+            self.lrs: list[float] = []
+
+        def on_step_end(self, trainer, out) -> None:
+            self.lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    x, _ = digits(256)  # 4 steps an epoch at batch 64: 8 steps, the last 4 decaying
+    seen = LrSeen()
+    cfg = sparseae.TrainConfig(epochs=2, batch_size=64, optimizer="sgd", lr=0.4, lr_decay_steps=4)
+    Trainer(_ksparse(), cfg, callbacks=[seen], progress=False).fit(x)
+    assert seen.lrs == pytest.approx([0.4] * 4 + [0.4, 0.3, 0.2, 0.1])
+    with pytest.raises(ConfigError, match="lr_decay_steps"):
+        sparseae.TrainConfig(lr_decay_steps=-1)
+    argv = ["train", "--dataset", "digits", "--n-latents", "32", "--epochs", "1", "--no-progress"]
+    code, _, err = run_cli(capsys, *argv, "--lr-decay-steps", "7", "--out", str(tmp_path / "ok"))
+    assert code == 0, err
+    saved = json.loads((tmp_path / "ok" / "config.json").read_text())
+    assert saved["train"]["lr_decay_steps"] == 7
+    code, _, err = run_cli(capsys, *argv, "--lr-decay-steps", "-2", "--out", str(tmp_path / "no"))
+    assert code == 2 and "--lr-decay-steps" in err

@@ -414,6 +414,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         "--lr-schedule", choices=LR_SCHEDULES, default="constant", help="default: constant"
     )
     g.add_argument("--warmup-steps", type=nonnegative_int, default=0, help="lr warm-up steps")
+    g.add_argument(
+        "--lr-decay-steps",
+        type=nonnegative_int,
+        default=0,
+        help="the last N steps take the lr linearly down to 0 (default: 0, none)",
+    )
     g.add_argument("--max-grad-norm", type=positive_float, default=None, help="clip gradients")
     g.add_argument("--seed", type=nonnegative_int, default=0, help="default: 0")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -528,6 +534,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         weight_decay=args.weight_decay,
         lr_schedule=args.lr_schedule,
         warmup_steps=args.warmup_steps,
+        lr_decay_steps=args.lr_decay_steps,
         max_grad_norm=args.max_grad_norm,
         seed=args.seed,
         device=args.device,

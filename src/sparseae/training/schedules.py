@@ -8,8 +8,14 @@ import math
 from sparseae.errors import ConfigError
 
 
-def lr_factor(schedule: str, step: int, total: int, warmup: int) -> float:
-    """Multiplier of the base learning rate at optimizer step ``step`` (0-based)."""
+def lr_factor(schedule: str, step: int, total: int, warmup: int, decay: int = 0) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step`` (0-based): the
+    schedule's, times a linear fall to 0 over the last ``decay`` of ``total`` steps."""
+    tail = (total - step) / decay if decay and step >= total - decay else 1.0
+    return _schedule_factor(schedule, step, total, warmup) * max(0.0, tail)
+
+
+def _schedule_factor(schedule: str, step: int, total: int, warmup: int) -> float:
     if schedule == "onecycle":
         warmup = warmup or max(1, int(0.3 * total))
         if step < warmup:

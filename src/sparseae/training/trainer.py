@@ -250,8 +250,11 @@ class Trainer:
 
     def _train_step(self, xb: Tensor, total_steps: int) -> Any:
         cfg, opt = self.config, self.optimizer
-        if opt is not None and (cfg.lr_schedule != "constant" or cfg.warmup_steps > 0):
-            f = lr_factor(cfg.lr_schedule, self.global_step, total_steps, cfg.warmup_steps)
+        scheduled = cfg.lr_schedule != "constant" or cfg.warmup_steps or cfg.lr_decay_steps
+        if opt is not None and scheduled:
+            f = lr_factor(
+                cfg.lr_schedule, self.global_step, total_steps, cfg.warmup_steps, cfg.lr_decay_steps
+            )
             for g, base in zip(opt.param_groups, self.base_lrs, strict=True):
                 g["lr"] = base * f
         self.last_batch = xb
