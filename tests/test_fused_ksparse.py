@@ -20,7 +20,7 @@ CASES = list(
         [False, True],  # relu clamp on the kept values
         ["linear", "relu", "tanh"],  # code activation
         ["none", "gaussian"],  # corruption (the encoder sees it, the target is clean)
-        [4, 20],  # k: 4 runs the CSR products, 20 of 48 the dense block ones
+        [4, 20],  # k: a sparse code and a dense one (20 of 48)
     )
 )
 
