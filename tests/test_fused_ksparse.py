@@ -67,6 +67,10 @@ def test_loss_gradients_code_and_reconstruction_equal_autograds(
     torch.testing.assert_close(out.code.to_dense(), ref.code.detach(), rtol=0, atol=1e-15)
     torch.testing.assert_close(out.x_hat, ref.x_hat, rtol=1e-12, atol=1e-13)
     assert (out.code.to_dense() != 0).sum(1).le(k).all()
+    assert out.code.is_coalesced()  # marked so, and truly so: coalescing changes nothing
+    unmarked = torch.sparse_coo_tensor(out.code.indices(), out.code.values(), out.code.shape)
+    assert not unmarked.is_coalesced()
+    torch.testing.assert_close(out.code.indices(), unmarked.coalesce().indices(), rtol=0, atol=0)
 
 
 def test_training_with_the_trainer_matches_autograd_and_the_loss_falls():

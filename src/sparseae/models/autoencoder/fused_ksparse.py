@@ -102,6 +102,9 @@ class KSparseStep(OwnedGradients):
             atoms = w_enc if self.w_dec is None else self.w_dec.detach().t().contiguous()
             pre = torch.addmm(self.b_enc.detach(), x_in, w_enc.t())
             rows, cols = model.sparsity.support(model.code_act(pre))
+            # each row's latents ascending: the entries in row-major order, so the code is
+            # a coalesced COO tensor (the dead-latent count's coalesce then costs nothing)
+            cols = cols.view(pre.shape[0], -1).sort(dim=1).values.reshape(-1)
             entries = SparseEntries(rows, cols, pre, self._values)
             x_hat = entries.decode(atoms).add_(self.b_dec.detach())
             err = x_hat - x
@@ -113,7 +116,14 @@ class KSparseStep(OwnedGradients):
             entries.add_weight_grad(self.g_enc, grad_pre, x_in, first=not self.tied)
             self.g_benc.zero_().index_add_(0, entries.cols, grad_pre)
             torch.sum(g, 0, out=self.g_bdec)
-            as_code = kernels.to_coo if model.training else kernels.to_dense
-            code = as_code(entries.rows, entries.cols, entries.values, x.shape[0], pre.shape[1])
+            code = self._code(entries, x.shape[0], pre.shape[1])
             terms = {"recon": loss, "sparsity": x.new_zeros(())}
         return StepOutput(loss, terms, code, pre, x_hat)
+
+    def _code(self, e: SparseEntries, batch: int, n: int) -> Tensor:
+        """The code: sparse (COO, coalesced: its entries are in row-major order) in training,
+        as the SAE's, dense otherwise."""
+        if not self.model.training:
+            return kernels.to_dense(e.rows, e.cols, e.values, batch, n)
+        index = torch.stack([e.rows, e.cols])
+        return torch.sparse_coo_tensor(index, e.values, (batch, n), is_coalesced=True)
