@@ -32,6 +32,16 @@ def not_plain(model: Any, plain: type | None) -> str | None:
     return None
 
 
+def untrainable_parts(model: Any) -> str | None:
+    """What a hand-written step would get wrong in an autoencoder, or None: it derives no
+    gradient for a corruption's own parameters and writes every parameter's gradient."""
+    if any(p.requires_grad for p in model.corruption.parameters()):
+        return "a trainable corruption"
+    if not all(p.requires_grad for p in model.parameters()):
+        return "frozen parameters"
+    return None
+
+
 class OwnedGradients:
     params: list[nn.Parameter]
     grads: list[Tensor]

@@ -25,7 +25,7 @@ from torch import Tensor
 from sparseae.corruptions import NoCorruption
 from sparseae.models.autoencoder.backbones.mlp import MLPBackbone
 from sparseae.models.base import StepOutput
-from sparseae.models.fused_base import OwnedGradients, not_plain
+from sparseae.models.fused_base import OwnedGradients, not_plain, untrainable_parts
 from sparseae.models.sae import kernels
 from sparseae.models.sae.entries import SparseEntries
 
@@ -47,11 +47,7 @@ def supports(model: Any, plain: type) -> str | None:
         return f"{cfg.code_activation} code activation (not monotone)"
     if cfg.output_activation != "linear" or cfg.loss != "mse":
         return "an output other than linear with MSE"
-    if any(p.requires_grad for p in model.corruption.parameters()):
-        return "a trainable corruption"
-    if not all(p.requires_grad for p in model.parameters()):
-        return "frozen parameters"
-    return None
+    return untrainable_parts(model)
 
 
 class _CodeValues:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from sparseae.corruptions import NoCorruption
 from sparseae.models.autoencoder.backbones.mlp import MLPBackbone
 from sparseae.models.base import StepOutput
-from sparseae.models.fused_base import OwnedGradients, not_plain
+from sparseae.models.fused_base import OwnedGradients, not_plain, untrainable_parts
 from sparseae.nn_utils import ACTIVATIONS
 
 _SUPPORTED_ACTIVATIONS = frozenset({"relu", "gelu", "sigmoid", "tanh", "linear"})
@@ -61,11 +61,7 @@ def supports(model: Any, plain: type | None = None) -> str | None:
             return f"{name} activation"
     if not model.sparsity.fused:
         return f"{cfg.sparsity} sparsity (without a hand-derived gradient in this setting)"
-    if any(p.requires_grad for p in model.corruption.parameters()):
-        return "a trainable corruption"
-    if not all(p.requires_grad for p in model.parameters()):
-        return "frozen parameters"
-    return None
+    return untrainable_parts(model)
 
 
 class _Layer:
