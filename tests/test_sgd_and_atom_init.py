@@ -219,3 +219,8 @@ def test_lr_decay_steps_take_the_lr_linearly_to_zero_over_the_last_steps(capsys,
     assert saved["train"]["lr_decay_steps"] == 7
     code, _, err = run_cli(capsys, *argv, "--lr-decay-steps", "-2", "--out", str(tmp_path / "no"))
     assert code == 2 and "--lr-decay-steps" in err
+    # a decay longer than the run would hold the lr near 0 throughout: refused, with the fix
+    with pytest.raises(ConfigError, match="more than the run's 8 steps .* use at most 8"):
+        Trainer(_ksparse(), cfg.replace(lr_decay_steps=9), progress=False).fit(x)
+    code, _, err = run_cli(capsys, *argv, "--lr-decay-steps", "999", "--out", str(tmp_path / "n"))
+    assert code == 2 and "use at most" in err and "Traceback" not in err

@@ -146,6 +146,12 @@ class Trainer:
             world_size=self.world_size,
         )
         xv = as_tensor(x_val, "validation data") if x_val is not None and len(x_val) else None
+        total = source.steps_per_epoch * cfg.epochs
+        if cfg.lr_decay_steps > total:  # else the lr would start near 0 and stay there
+            raise ConfigError(
+                f"lr_decay_steps={cfg.lr_decay_steps} is more than the run's {total} steps "
+                f"({cfg.epochs} epochs of {source.steps_per_epoch}): use at most {total}"
+            )
         sample = source.sample_rows(INIT_ROWS)  # read once: init, checks, fingerprint
         self._probe = sample[:2048]
         self._fingerprint = fingerprint(self._probe[:64], source.n_rows)
