@@ -73,7 +73,7 @@ RECIPES: dict[str, dict[str, Any]] = {
             "batch_size": 128,
             "optimizer": "sgd",
             "lr": 15.7,  # on the MSE averaged over pixels: 0.02 on the error summed over them
-            "warmup_steps": 2000,  # an earlier run at this lr without it diverged
+            "warmup_steps": 2000,  # a caution: stop 24 saw this lr diverge without it
             "sgd_momentum": 0.9,
             "sparsity_warmup": None,
             "lr_decay_steps": None,

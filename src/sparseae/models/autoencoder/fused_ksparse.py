@@ -6,10 +6,11 @@ that is almost all zeros, and the backward pass forms three more products of tha
 the encoder's product needs every latent; the decode, the kept values' gradient and both
 weight gradients involve the k kept entries of each row alone. This step runs them over those
 entries with the dictionary SAE's sparse products (`sparseae.models.sae.entries`). On one
-CPU thread at 784 x 1,000, batch 128, a step takes 4.9 / 7.0 / 8.3 / 10.7 ms at k 25 / 50 /
-75 / 100 against autograd's 14.6-16.6 ms, so the paper's long schedules fit a CPU budget.
+CPU thread at 784 x 1,000, batch 128 (200 steps on random inputs, four runs on a shared
+VM), a step takes 4.9-6.2 / 6.9-7.5 / 8.3-9.5 / 9.9-11.8 ms at k 25 / 50 / 75 / 100 against
+autograd's 14.4-18.3 ms; on the paper's MNIST recipe, 40 epochs take 153 CPU-s against 349.
 The sparse products stay the faster form up to k 100 there (the SAE's dense block products,
-which `code_entries` picks from 1/12 density for AuxK, took 15.0 ms at k 100).
+which `code_entries` picks from 1/12 density for AuxK, took 14.0-15.0 ms at k 100).
 
 `supports` says exactly when it computes autograd's loss and gradients; anything else trains
 through autograd or the dense MLP step. tests/test_fused_ksparse.py holds it to autograd.
@@ -68,8 +69,6 @@ class KSparseStep(OwnedGradients):
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        bb: MLPBackbone = model.backbone  # type: ignore[assignment]
-        self.tied = bb.dec_weights is None
         self.params = list(model.parameters())
         self._values = _CodeValues(model)
         self._corrupt = None if type(model.corruption) is NoCorruption else model.corruption.corrupt
@@ -82,7 +81,8 @@ class KSparseStep(OwnedGradients):
                       for p in self.params]  # fmt: skip
         by_param = {id(p): g for p, g in zip(self.params, self.grads, strict=True)}
         self.w_enc, self.b_enc, self.b_dec = bb.enc_weights[0], bb.enc_biases[0], bb.dec_biases[0]
-        self.w_dec = None if self.tied else bb.dec_weights[0]  # (d_in, n_latents)
+        # untied: its own (d_in, n_latents) decoder weight; tied: the encoder's rows decode
+        self.w_dec = None if bb.dec_weights is None else bb.dec_weights[0]
         self.g_enc, self.g_benc = by_param[id(self.w_enc)], by_param[id(self.b_enc)]
         self.g_bdec = by_param[id(self.b_dec)]
         self.g_dec = self.g_enc if self.w_dec is None else by_param[id(self.w_dec)].t()
@@ -109,7 +109,7 @@ class KSparseStep(OwnedGradients):
             grad_pre = entries.grad_pre(entries.value_grad(g, atoms))
             # a tied weight takes the decoder's term first, then the encoder's
             entries.add_weight_grad(self.g_dec, entries.values, g, first=True)
-            entries.add_weight_grad(self.g_enc, grad_pre, x_in, first=not self.tied)
+            entries.add_weight_grad(self.g_enc, grad_pre, x_in, first=self.w_dec is not None)
             self.g_benc.zero_().index_add_(0, entries.cols, grad_pre)
             torch.sum(g, 0, out=self.g_bdec)
             code = self._code(entries, x.shape[0], pre.shape[1])
@@ -121,5 +121,4 @@ class KSparseStep(OwnedGradients):
         as the SAE's, dense otherwise."""
         if not self.model.training:
             return kernels.to_dense(e.rows, e.cols, e.values, batch, n)
-        index = torch.stack([e.rows, e.cols])
-        return torch.sparse_coo_tensor(index, e.values, (batch, n), is_coalesced=True)
+        return kernels.to_coo(e.rows, e.cols, e.values, batch, n, coalesced=True)

@@ -156,6 +156,12 @@ def to_dense(rows: Tensor, cols: Tensor, vals: Tensor, batch: int, n: int) -> Te
     return h.index_put_((rows, cols), vals)
 
 
-def to_coo(rows: Tensor, cols: Tensor, vals: Tensor, batch: int, n: int) -> Tensor:
+def to_coo(
+    rows: Tensor, cols: Tensor, vals: Tensor, batch: int, n: int, coalesced: bool = False
+) -> Tensor:
+    """The entries as a COO tensor; ``coalesced`` marks them as already in row-major order
+    without repeats, so a later ``coalesce()`` costs nothing."""
     idx = torch.stack([rows, cols])
-    return torch.sparse_coo_tensor(idx, vals, (batch, n), check_invariants=False)
+    return torch.sparse_coo_tensor(
+        idx, vals, (batch, n), check_invariants=False, is_coalesced=coalesced or None
+    )
