@@ -24,9 +24,9 @@ SMALL_GROUP, SMALL_FROM = 8, 16  # where no group above fits: groups of 8 once k
 def group_size(width: int, k: int) -> int | None:
     """The group size the two-stage selection uses for rows of ``width``, or None.
 
-    ``topk`` itself slows down sharply from k of about 16: at 1,000-2,048 latents and k 25
-    (the k-sparse paper's MNIST model) groups of 8 take 0.54-0.81 of its time (1 thread,
-    256 rows), while at k 8 they are slower than ``topk``."""
+    ``topk`` itself slows down sharply from k of about 16: at k 25 groups of 8 take
+    0.54-0.67 of its time at 1,000-1,024 latents (the k-sparse paper's MNIST model) and
+    0.81-0.93 at 2,048 (1 thread, 256 rows, two runs), while at k 8 they take 1.35-1.78."""
     fits = [g for g in GROUPS if width % g == 0 and width // g >= 4 * k]
     if width >= MIN_WIDTH and fits:
         return fits[0]
